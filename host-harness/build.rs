@@ -1,0 +1,47 @@
+//! Builds the connector component for `wasm32-wasip2` so the host can embed
+//! it. The nested cargo uses its own target directory under `OUT_DIR`, which
+//! avoids waiting on the outer build's lock (the wasmtime test-programs way).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    let target_dir = out_dir.join("component-target");
+
+    for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--package=sentinelone-connector",
+            "--lib",
+            "--target=wasm32-wasip2",
+            "--profile=component",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Flags meant for the host build (and clippy's wrapper) must not leak
+        // into the guest build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .status()
+        .expect("failed to run cargo for the wasm32-wasip2 component");
+    assert!(
+        status.success(),
+        "building the connector component failed; is the target installed? \
+         Run: rustup target add wasm32-wasip2"
+    );
+
+    let built = target_dir.join("wasm32-wasip2/component/sentinelone_connector.wasm");
+    let embedded = out_dir.join("sentinelone_connector.wasm");
+    std::fs::copy(&built, &embedded).expect("copying the built component");
+}

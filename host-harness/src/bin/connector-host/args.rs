@@ -1,0 +1,139 @@
+//! Command-line arguments. The token is never a flag value: it comes from the
+//! environment or a file, so it stays out of shell history and `ps`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use connector_host::{CallPolicy, Connection, EgressPolicy};
+
+/// Largest token file read; a token is a few hundred bytes.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// Run the SentinelOne SOAR connector (a WebAssembly component) in a
+/// sandboxed wasmtime host.
+#[derive(Debug, Parser)]
+#[command(name = "connector-host", version)]
+pub struct Cli {
+    /// Run this component file instead of the built-in connector.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub component: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the connector's description: connection form and actions.
+    Describe,
+    /// Check a connection: token, expiry, user, role and permissions.
+    Validate(ConnectionArgs),
+    /// Validate against the built-in simulator (no token or network needed).
+    Demo,
+    /// Serve the SentinelOne simulator on 127.0.0.1 for manual use.
+    Simulate {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
+
+/// A connection and the network policy to use it under.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Management Hostname, e.g. u1234-s123 or u1234-s123.sentinelone.net.
+    #[arg(long, env = "S1_CONSOLE", value_name = "VALUE")]
+    pub console: String,
+    /// Read the API token from this environment variable [default: S1_API_TOKEN].
+    #[arg(long, value_name = "NAME", conflicts_with = "token_file")]
+    pub token_env: Option<String>,
+    /// Read the API token from this file.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Send requests for HOST over plain HTTP to a loopback ADDR:PORT (like curl).
+    #[arg(long = "connect-to", value_name = "HOST=ADDR:PORT")]
+    pub connect_to: Vec<String>,
+    /// Also allow this domain and its subdomains (sentinelone.net is always allowed).
+    #[arg(long = "allow-domain", value_name = "SUFFIX")]
+    pub allow_domain: Vec<String>,
+    /// Per-request HTTP timeout in seconds (connect, first byte, between bytes).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+}
+
+/// A mistake in how the command was invoked.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ConnectionArgs {
+    /// The connection and policy these arguments describe.
+    pub fn resolve(&self) -> Result<(Connection, CallPolicy), UsageError> {
+        let connection = Connection {
+            management_host: self.console.clone(),
+            api_token: self.token()?,
+        };
+        Ok((connection, self.policy()?))
+    }
+
+    fn token(&self) -> Result<String, UsageError> {
+        if let Some(path) = &self.token_file {
+            return read_token_file(path);
+        }
+        let var = self.token_env.as_deref().unwrap_or("S1_API_TOKEN");
+        match std::env::var(var) {
+            Ok(token) => Ok(token),
+            Err(std::env::VarError::NotPresent) => Err(UsageError(format!(
+                "no API token: set {var}, or pass --token-env NAME or --token-file PATH"
+            ))),
+            Err(std::env::VarError::NotUnicode(_)) => Err(UsageError(format!(
+                "the environment variable {var} is not valid UTF-8"
+            ))),
+        }
+    }
+
+    /// The call policy: default egress plus `--allow-domain` and `--connect-to`.
+    pub fn policy(&self) -> Result<CallPolicy, UsageError> {
+        let mut egress = EgressPolicy::default();
+        for suffix in &self.allow_domain {
+            egress = egress
+                .allow_domain(suffix)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        for route in &self.connect_to {
+            egress = egress
+                .connect_to_arg(route)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        let timeout = Duration::from_secs(self.timeout);
+        Ok(CallPolicy::with_egress(egress)
+            .http_timeout(timeout)
+            .deadline((timeout * 4).max(Duration::from_secs(120))))
+    }
+}
+
+fn read_token_file(path: &PathBuf) -> Result<String, UsageError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?;
+    if meta.len() > MAX_TOKEN_FILE {
+        return Err(UsageError(format!(
+            "--token-file {} is {} bytes; a token file holds only the token",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?;
+    String::from_utf8(bytes)
+        .map_err(|_| UsageError(format!("--token-file {} is not UTF-8 text", path.display())))
+}

@@ -1,0 +1,103 @@
+//! `connector-host`: run the SentinelOne connector component from the shell.
+//!
+//! Exit status: 0 success, 1 the connector (or the host running it) reported
+//! an error, 2 usage error.
+
+mod args;
+mod demo;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use connector_host::simulator::{Simulator, tokens};
+use connector_host::{CallError, Runtime};
+
+use args::{Cli, Command, UsageError};
+use output::Printer;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let printer = Printer { json: cli.json };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return printer.usage(&UsageError(format!("cannot start the async runtime: {e}")));
+        }
+    };
+    runtime.block_on(run(cli, printer))
+}
+
+async fn run(cli: Cli, printer: Printer) -> ExitCode {
+    if let Command::Simulate { port } = cli.command {
+        return simulate(port, printer).await;
+    }
+    let connector = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => return printer.usage(&e),
+    };
+    match cli.command {
+        Command::Describe => match connector.describe().await {
+            Ok(info) => printer.describe(&info),
+            Err(e) => printer.failure(&CallError::Host(e), &[]),
+        },
+        Command::Validate(conn) => {
+            let (connection, policy) = match conn.resolve() {
+                Ok(v) => v,
+                Err(e) => return printer.usage(&e),
+            };
+            let outcome = connector.validate_connection(&connection, &policy).await;
+            printer.validation(&outcome)
+        }
+        Command::Demo => demo::run(&connector, printer).await,
+        Command::Simulate { .. } => unreachable!("handled above"),
+    }
+}
+
+fn load(cli: &Cli) -> Result<Runtime, UsageError> {
+    let bytes = match &cli.component {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| UsageError(format!("cannot read --component {}: {e}", path.display())))?,
+        None => connector_host::COMPONENT.to_vec(),
+    };
+    Runtime::new(&bytes).map_err(|e| UsageError(e.to_string()))
+}
+
+async fn simulate(port: u16, printer: Printer) -> ExitCode {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let sim = match Simulator::start_on(addr).await {
+        Ok(s) => s,
+        Err(e) => return printer.usage(&UsageError(format!("cannot listen on {addr}: {e}"))),
+    };
+    let addr = sim.addr();
+    println!("SentinelOne simulator listening on http://{addr} (Ctrl-C to stop)");
+    println!(
+        "Tokens: admin {} · viewer {} · expiring {} · expired {}",
+        tokens::ADMIN,
+        tokens::VIEWER,
+        tokens::EXPIRING,
+        tokens::EXPIRED
+    );
+    println!(
+        "Faults: 429 {} · 500 {} · malformed {} · stall {}",
+        tokens::RATE_LIMITED,
+        tokens::SERVER_ERROR,
+        tokens::MALFORMED,
+        tokens::STALL
+    );
+    println!();
+    println!("Try:");
+    println!(
+        "  S1_API_TOKEN={} connector-host validate --console sim --connect-to sim.sentinelone.net={addr}",
+        tokens::ADMIN
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}

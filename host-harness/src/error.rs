@@ -1,0 +1,42 @@
+//! Host-side failures, distinct from the connector's own errors.
+
+use std::time::Duration;
+
+/// Why the host could not run a connector call to completion.
+///
+/// These are the embedding platform's problems (a broken component, a
+/// misbehaving guest, a budget running out), as opposed to
+/// [`ConnectorError`](crate::ConnectorError)s, which the connector reports
+/// about the console and the connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The component could not be compiled or does not match the contract.
+    #[error("the connector component could not be loaded: {0}")]
+    Load(String),
+    /// The engine could not be configured.
+    #[error("the runtime could not be configured: {0}")]
+    Config(String),
+    /// Creating the per-call instance failed.
+    #[error("the connector could not be instantiated: {0}")]
+    Instantiate(String),
+    /// The call exceeded its wall-clock deadline and was stopped.
+    #[error("the connector call exceeded its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    /// The guest trapped (panic, out-of-bounds access, limit reached, ...).
+    #[error("the connector crashed: {0}")]
+    Trap(String),
+}
+
+impl HostError {
+    /// A short machine-readable name, e.g. `deadline`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostError::Load(_) => "load",
+            HostError::Config(_) => "config",
+            HostError::Instantiate(_) => "instantiate",
+            HostError::Deadline(_) => "deadline",
+            HostError::Trap(_) => "trap",
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The `wasi:http` hook: every request the guest makes passes through here,
+//! where the call's policy is enforced and the audit record is written.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::audit::{AuditLog, AuditRecord, millis, redact_path};
+use crate::policy::{CallPolicy, Route};
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
+
+/// Per-call hook state.
+pub(crate) struct PolicyHooks {
+    pub(crate) policy: Arc<CallPolicy>,
+    pub(crate) audit: AuditLog,
+    /// The call's API token, redacted from every audit record.
+    pub(crate) secret: Option<String>,
+}
+
+impl WasiHttpHooks for PolicyHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let policy = self.policy.clone();
+        let audit = self.audit.clone();
+        let secret = self.secret.clone();
+        Box::new(send(policy, audit, secret, request, options))
+    }
+}
+
+async fn send(
+    policy: Arc<CallPolicy>,
+    audit: AuditLog,
+    secret: Option<String>,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> SendResult {
+    let started = Instant::now();
+    let uri = request.uri().clone();
+    let mut record = AuditRecord {
+        method: request.method().to_string(),
+        host: uri.host().unwrap_or_default().to_ascii_lowercase(),
+        path: redact_path(
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+            secret.as_deref(),
+        ),
+        status: None,
+        bytes: 0,
+        duration_ms: 0,
+        outcome: "pending".into(),
+    };
+    let route = match policy.egress.route(&uri) {
+        Ok(route) => route,
+        Err(why) => {
+            record.outcome = format!("denied: {why}");
+            trace(&record);
+            audit.push(record);
+            return Err(HttpError::HttpRequestDenied);
+        }
+    };
+    if let Route::Loopback(addr) = route {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    }
+    let request = cap_request_body(request, policy.max_request_bytes);
+    let index = audit.push(record);
+    let options = clamp(options, &policy);
+    match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+        Ok((response, io)) => {
+            audit.update(index, |r| r.status = Some(response.status().as_u16()));
+            let cap = policy.max_response_bytes;
+            let response = response.map(|body| {
+                AuditedBody {
+                    inner: body.boxed_unsync(),
+                    audit,
+                    index,
+                    started,
+                    bytes: 0,
+                    cap,
+                    finished: false,
+                }
+                .boxed_unsync()
+            });
+            Ok((response, Box::new(io) as IoFuture))
+        }
+        Err(error) => {
+            audit.update(index, |r| {
+                r.outcome = outcome_of(&error);
+                r.duration_ms = millis(started.elapsed());
+                trace(r);
+            });
+            Err(error)
+        }
+    }
+}
+
+/// Every timeout the guest asks for, bounded by the policy's.
+fn clamp(options: Option<RequestOptions>, policy: &CallPolicy) -> RequestOptions {
+    let max = policy.http_timeout;
+    let bound = |asked: Option<std::time::Duration>| Some(asked.map_or(max, |d| d.min(max)));
+    let o = options.unwrap_or_default();
+    RequestOptions {
+        connect_timeout: bound(o.connect_timeout),
+        first_byte_timeout: bound(o.first_byte_timeout),
+        between_bytes_timeout: bound(o.between_bytes_timeout),
+    }
+}
+
+fn cap_request_body(request: http::Request<WasiBody>, cap: u64) -> http::Request<WasiBody> {
+    let limit = usize::try_from(cap).unwrap_or(usize::MAX);
+    request.map(|body| {
+        Limited::new(body, limit)
+            .map_err(move |e| match e.downcast::<HttpError>() {
+                Ok(e) => *e,
+                Err(_) => HttpError::HttpRequestBodySize(Some(cap)),
+            })
+            .boxed_unsync()
+    })
+}
+
+fn outcome_of(error: &HttpError) -> String {
+    match error {
+        HttpError::ConnectionTimeout
+        | HttpError::ConnectionReadTimeout
+        | HttpError::HttpResponseTimeout => "timeout".into(),
+        HttpError::HttpResponseBodySize(_) => "body-too-large".into(),
+        HttpError::HttpRequestBodySize(_) => "request-body-too-large".into(),
+        other => format!("error: {other}"),
+    }
+}
+
+fn trace(record: &AuditRecord) {
+    tracing::info!(
+        target: "connector_host::audit",
+        method = %record.method,
+        host = %record.host,
+        path = %record.path,
+        status = record.status,
+        bytes = record.bytes,
+        duration_ms = record.duration_ms,
+        outcome = %record.outcome,
+        "request"
+    );
+}
+
+/// A response body that counts bytes into the audit record and stops at the
+/// policy's cap.
+struct AuditedBody {
+    inner: WasiBody,
+    audit: AuditLog,
+    index: usize,
+    started: Instant,
+    bytes: u64,
+    cap: u64,
+    finished: bool,
+}
+
+impl AuditedBody {
+    fn finish(&mut self, outcome: String) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let (bytes, ms) = (self.bytes, millis(self.started.elapsed()));
+        self.audit.update(self.index, |r| {
+            r.bytes = bytes;
+            r.duration_ms = ms;
+            r.outcome = outcome;
+            trace(r);
+        });
+    }
+}
+
+impl Body for AuditedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                    if this.bytes > this.cap {
+                        this.finish("body-too-large".into());
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                            this.cap,
+                        )))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => {
+                this.finish(outcome_of(&error));
+                Poll::Ready(Some(Err(error)))
+            }
+            None => {
+                this.finish("ok".into());
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        // The guest stopped reading before the end (its own cap, or a trap).
+        self.finish("abandoned".into());
+    }
+}

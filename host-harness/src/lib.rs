@@ -1,0 +1,51 @@
+//! The host side of the SOAR connector: load a connector component, run its
+//! calls in fresh sandboxed instances, and enforce where it may connect.
+//!
+//! ```no_run
+//! use connector_host::{CallPolicy, Connection, EgressPolicy, Runtime};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::builtin()?; // compile once, reuse for every call
+//! let connection = Connection {
+//!     management_host: "u1234-s123".into(),
+//!     api_token: std::env::var("S1_API_TOKEN")?,
+//! };
+//! let policy = CallPolicy::with_egress(EgressPolicy::default()); // sentinelone.net only
+//! let outcome = runtime.validate_connection(&connection, &policy).await;
+//! match outcome.result {
+//!     Ok(report) => println!("token expires {:?}", report.token_expires_at),
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! for request in &outcome.requests {
+//!     println!("{} {} -> {:?}", request.method, request.path, request.status);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Runtime`] compiles the component once and instantiates it per call.
+//! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
+//!   timeouts, body caps, memory and a deadline.
+//! - Every request yields an [`AuditRecord`], with the token redacted.
+//! - [`simulator`] is a SentinelOne Management API simulator for demos and tests.
+
+#![warn(missing_docs)]
+
+mod audit;
+mod error;
+mod hooks;
+mod policy;
+mod runtime;
+pub mod simulator;
+
+pub use audit::AuditRecord;
+pub use error::HostError;
+pub use policy::{CallPolicy, EgressPolicy, PolicyError, Route};
+pub use runtime::{
+    ActionInfo, CallError, Connection, ConnectionReport, ConnectorError, ConnectorInfo, FormField,
+    Outcome, PermissionCheck, PermissionState, RateLimit, Runtime,
+};
+
+/// The SentinelOne connector component built from this repository
+/// (`wasm32-wasip2`, size-optimised profile).
+pub const COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sentinelone_connector.wasm"));

@@ -1,0 +1,277 @@
+//! What a connector call may do: where it may connect and its budgets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A policy value the embedder supplied is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(String);
+
+/// Where a connector may send requests.
+///
+/// Decisions use the request URI's authority only, never a `Host` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressPolicy {
+    allowed_suffixes: Vec<String>,
+    connect_to: HashMap<String, SocketAddr>,
+}
+
+impl Default for EgressPolicy {
+    /// HTTPS to `sentinelone.net` and its subdomains only.
+    fn default() -> Self {
+        EgressPolicy {
+            allowed_suffixes: vec!["sentinelone.net".into()],
+            connect_to: HashMap::new(),
+        }
+    }
+}
+
+/// How an allowed request is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Over HTTPS to the named host, as asked.
+    Direct,
+    /// Over plain HTTP to this loopback address (test and demo routing).
+    Loopback(SocketAddr),
+}
+
+impl EgressPolicy {
+    /// A policy allowing no destination at all.
+    pub fn deny_all() -> Self {
+        EgressPolicy {
+            allowed_suffixes: Vec::new(),
+            connect_to: HashMap::new(),
+        }
+    }
+
+    /// Also allows `suffix` and its subdomains (`example.com` allows
+    /// `a.example.com` but not `badexample.com`).
+    pub fn allow_domain(mut self, suffix: &str) -> Result<Self, PolicyError> {
+        let suffix = suffix
+            .trim()
+            .trim_start_matches('.')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let valid = !suffix.is_empty()
+            && suffix.len() <= 253
+            && suffix.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(PolicyError(format!(
+                "--allow-domain {suffix:?} is not a domain name (expected e.g. sentinelone.net)"
+            )));
+        }
+        if !self.allowed_suffixes.contains(&suffix) {
+            self.allowed_suffixes.push(suffix);
+        }
+        Ok(self)
+    }
+
+    /// Sends requests for `host` over plain HTTP to `addr`, like curl's
+    /// `--connect-to`. Only loopback addresses are accepted, so this can
+    /// never be used to reach another machine without TLS.
+    pub fn connect_to(mut self, host: &str, addr: SocketAddr) -> Result<Self, PolicyError> {
+        if !addr.ip().is_loopback() {
+            return Err(PolicyError(format!(
+                "--connect-to may only route to a loopback address (127.0.0.0/8 or ::1), not {}",
+                addr.ip()
+            )));
+        }
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(PolicyError("--connect-to needs HOST=ADDR:PORT".into()));
+        }
+        self.connect_to.insert(host, addr);
+        Ok(self)
+    }
+
+    /// Parses a `HOST=ADDR:PORT` argument into [`EgressPolicy::connect_to`].
+    pub fn connect_to_arg(self, arg: &str) -> Result<Self, PolicyError> {
+        let (host, addr) = arg
+            .split_once('=')
+            .ok_or_else(|| PolicyError(format!("--connect-to {arg:?}: expected HOST=ADDR:PORT")))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            PolicyError(format!(
+                "--connect-to {arg:?}: {addr:?} is not an IP address and port, e.g. 127.0.0.1:8080"
+            ))
+        })?;
+        self.connect_to(host, addr)
+    }
+
+    /// The allowed domain suffixes.
+    pub fn allowed_domains(&self) -> &[String] {
+        &self.allowed_suffixes
+    }
+
+    /// Decides on a request URI: HTTPS on the default port, to an allowed
+    /// domain. Returns how to deliver it, or why it is refused.
+    pub fn route(&self, uri: &http::Uri) -> Result<Route, String> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return Err("only https is allowed".into());
+        }
+        let authority = uri.authority().ok_or("no authority")?;
+        if authority.port_u16().is_some_and(|p| p != 443) {
+            return Err(format!(
+                "port {} is not allowed",
+                authority.port_u16().unwrap_or(0)
+            ));
+        }
+        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+        let allowed = self.allowed_suffixes.iter().any(|s| {
+            host == *s
+                || host
+                    .strip_suffix(s.as_str())
+                    .is_some_and(|h| h.ends_with('.'))
+        });
+        if !allowed {
+            return Err(format!("{host} is not under an allowed domain"));
+        }
+        Ok(match self.connect_to.get(&host) {
+            Some(addr) => Route::Loopback(*addr),
+            None => Route::Direct,
+        })
+    }
+}
+
+/// Everything the embedder sets for one call.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CallPolicy {
+    /// Where requests may go.
+    pub egress: EgressPolicy,
+    /// Upper bound for each of the connect, first-byte and between-bytes
+    /// timeouts, whatever the guest asks for.
+    pub http_timeout: Duration,
+    /// Wall-clock limit for the whole call.
+    pub deadline: Duration,
+    /// Largest response body delivered to the guest, in bytes.
+    pub max_response_bytes: u64,
+    /// Largest request body the guest may send, in bytes.
+    pub max_request_bytes: u64,
+    /// Largest linear memory the guest may grow to, in bytes.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            egress: EgressPolicy::default(),
+            http_timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(120),
+            max_response_bytes: 8 * 1024 * 1024,
+            max_request_bytes: 1024 * 1024,
+            max_memory_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl CallPolicy {
+    /// The default policy with `egress`.
+    pub fn with_egress(egress: EgressPolicy) -> Self {
+        CallPolicy {
+            egress,
+            ..CallPolicy::default()
+        }
+    }
+
+    /// Sets the per-request HTTP timeout clamp.
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Sets the whole-call deadline.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets the response body cap.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> http::Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_only_https_to_allowed_suffixes() {
+        let p = EgressPolicy::default();
+        assert_eq!(
+            p.route(&uri("https://u1.sentinelone.net/x")),
+            Ok(Route::Direct)
+        );
+        assert_eq!(
+            p.route(&uri("https://U1.SentinelOne.NET:443/x")),
+            Ok(Route::Direct)
+        );
+        for bad in [
+            "http://u1.sentinelone.net/x",
+            "https://u1.sentinelone.net:8443/x",
+            "https://evilsentinelone.net/x",
+            "https://sentinelone.net.evil.com/x",
+            "https://127.0.0.1/x",
+            "https://example.com/x",
+        ] {
+            assert!(p.route(&uri(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connect_to_is_loopback_only() {
+        let p = EgressPolicy::default()
+            .connect_to_arg("demo.sentinelone.net=127.0.0.1:9000")
+            .unwrap();
+        assert_eq!(
+            p.route(&uri("https://demo.sentinelone.net/x")),
+            Ok(Route::Loopback("127.0.0.1:9000".parse().unwrap()))
+        );
+        assert!(
+            EgressPolicy::default()
+                .connect_to_arg("a=10.0.0.1:80")
+                .is_err()
+        );
+        assert!(
+            EgressPolicy::default()
+                .connect_to_arg("a=169.254.169.254:80")
+                .is_err()
+        );
+        assert!(
+            EgressPolicy::default()
+                .connect_to_arg("a=localhost:80")
+                .is_err()
+        );
+        assert!(EgressPolicy::default().connect_to_arg("a").is_err());
+        assert!(EgressPolicy::default().connect_to_arg("a=[::1]:80").is_ok());
+    }
+
+    #[test]
+    fn routing_does_not_bypass_the_allow_list() {
+        let p = EgressPolicy::default()
+            .connect_to_arg("evil.com=127.0.0.1:1")
+            .unwrap();
+        assert!(p.route(&uri("https://evil.com/")).is_err());
+    }
+
+    #[test]
+    fn allow_domain_validates() {
+        let p = EgressPolicy::deny_all()
+            .allow_domain(".Example.COM.")
+            .unwrap();
+        assert_eq!(p.allowed_domains(), ["example.com"]);
+        assert!(p.route(&uri("https://a.example.com/")).is_ok());
+        assert!(EgressPolicy::default().allow_domain("").is_err());
+        assert!(EgressPolicy::default().allow_domain("a b").is_err());
+        assert!(EgressPolicy::default().allow_domain("*.x").is_err());
+    }
+}

@@ -1,0 +1,293 @@
+//! Loading the connector component and running one call in a fresh instance.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::error::HostError;
+use crate::hooks::PolicyHooks;
+use crate::policy::CallPolicy;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "sentinelone",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+
+use bindings::exports::soar::connector::{connector, types};
+pub use connector::{
+    ActionInfo, ConnectionReport, ConnectorInfo, FormField, PermissionCheck, PermissionState,
+};
+pub use types::{ConnectorError, RateLimit};
+
+/// What the user saved for a connection. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The Management Hostname as typed.
+    pub management_host: String,
+    /// The API token as typed.
+    pub api_token: String,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("management_host", &self.management_host)
+            .field("api_token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl Connection {
+    fn to_wit(&self) -> types::Connection {
+        types::Connection {
+            management_host: self.management_host.clone(),
+            api_token: self.api_token.clone(),
+        }
+    }
+}
+
+impl ConnectorError {
+    /// The WIT case name, e.g. `invalid-config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::InvalidConfig(_) => "invalid-config",
+            ConnectorError::Unauthorized(_) => "unauthorized",
+            ConnectorError::Forbidden(_) => "forbidden",
+            ConnectorError::NotFound(_) => "not-found",
+            ConnectorError::RateLimited(_) => "rate-limited",
+            ConnectorError::Unreachable(_) => "unreachable",
+            ConnectorError::EgressDenied(_) => "egress-denied",
+            ConnectorError::Upstream(_) => "upstream",
+        }
+    }
+
+    /// The message for the connection's owner.
+    pub fn message(&self) -> &str {
+        match self {
+            ConnectorError::InvalidConfig(m)
+            | ConnectorError::Unauthorized(m)
+            | ConnectorError::Forbidden(m)
+            | ConnectorError::NotFound(m)
+            | ConnectorError::Unreachable(m)
+            | ConnectorError::EgressDenied(m)
+            | ConnectorError::Upstream(m) => m,
+            ConnectorError::RateLimited(r) => &r.message,
+        }
+    }
+}
+
+/// Why a call produced no result.
+#[derive(Debug)]
+pub enum CallError {
+    /// The connector ran and reported an error about the console or connection.
+    Connector(ConnectorError),
+    /// The host stopped or could not run the connector.
+    Host(HostError),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Connector(e) => write!(f, "{}: {}", e.kind(), e.message()),
+            CallError::Host(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The result of one call, with the audit trail of the requests it made.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// What the call returned.
+    pub result: Result<T, CallError>,
+    /// One record per outgoing request, in order.
+    pub requests: Vec<AuditRecord>,
+    /// Wall-clock time of the whole call, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// Per-call store data.
+struct CallState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: PolicyHooks,
+    limits: StoreLimits,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// A loaded connector: compile once, then run any number of calls, each in a
+/// fresh instance with its own policy.
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::SentinelonePre<CallState>,
+}
+
+impl Runtime {
+    /// Compiles `component` (a `.wasm` component's bytes) and links WASI and
+    /// `wasi:http`. Fails with [`HostError::Load`] when the bytes are not a
+    /// component implementing the `sentinelone` world.
+    pub fn new(component: &[u8]) -> Result<Runtime, HostError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
+        let component =
+            Component::new(&engine, component).map_err(|e| HostError::Load(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| HostError::Config(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| HostError::Config(e.to_string()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(bindings::SentinelonePre::new)
+            .map_err(|e| HostError::Load(format!("{e:#}")))?;
+        Ok(Runtime { engine, pre })
+    }
+
+    /// The connector built into this crate.
+    pub fn builtin() -> Result<Runtime, HostError> {
+        Runtime::new(crate::COMPONENT)
+    }
+
+    /// The engine, for embedders that share it.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Calls `describe`. Sends no request.
+    pub async fn describe(&self) -> Result<ConnectorInfo, HostError> {
+        let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
+        let (mut store, _) = self.store(policy.clone(), None);
+        let run = async {
+            let instance = self.instantiate(&mut store).await?;
+            instance
+                .soar_connector_connector()
+                .call_describe(&mut store)
+                .await
+                .map_err(trap)
+        };
+        with_deadline(policy.deadline, run).await
+    }
+
+    /// Calls `validate-connection` under `policy`.
+    pub async fn validate_connection(
+        &self,
+        connection: &Connection,
+        policy: &CallPolicy,
+    ) -> Outcome<ConnectionReport> {
+        let started = Instant::now();
+        let policy = Arc::new(policy.clone());
+        let (mut store, audit) = self.store(policy.clone(), Some(&connection.api_token));
+        let run = async {
+            let instance = self.instantiate(&mut store).await?;
+            instance
+                .soar_connector_connector()
+                .call_validate_connection(&mut store, &connection.to_wit())
+                .await
+                .map_err(trap)
+        };
+        let result = with_deadline(policy.deadline, run).await;
+        outcome(result, audit, started)
+    }
+
+    fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
+        let audit = AuditLog::default();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(policy.max_memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(8)
+            .build();
+        let secret = secret
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let state = CallState {
+            table: ResourceTable::new(),
+            // No preopens, environment, arguments, stdio or sockets.
+            wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            hooks: PolicyHooks {
+                policy,
+                audit: audit.clone(),
+                secret,
+            },
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        (store, audit)
+    }
+
+    async fn instantiate(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> Result<bindings::Sentinelone, HostError> {
+        self.pre
+            .instantiate_async(store)
+            .await
+            .map_err(|e| HostError::Instantiate(format!("{e:#}")))
+    }
+}
+
+fn trap(error: wasmtime::Error) -> HostError {
+    HostError::Trap(format!("{error:#}"))
+}
+
+async fn with_deadline<T>(
+    deadline: Duration,
+    run: impl Future<Output = Result<T, HostError>>,
+) -> Result<T, HostError> {
+    tokio::time::timeout(deadline, run)
+        .await
+        .unwrap_or(Err(HostError::Deadline(deadline)))
+}
+
+fn outcome<T>(
+    result: Result<Result<T, ConnectorError>, HostError>,
+    audit: AuditLog,
+    started: Instant,
+) -> Outcome<T> {
+    let result = match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(CallError::Connector(e)),
+        Err(e) => Err(CallError::Host(e)),
+    };
+    Outcome {
+        result,
+        requests: audit.snapshot(),
+        elapsed: started.elapsed(),
+    }
+}

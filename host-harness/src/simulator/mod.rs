@@ -1,0 +1,158 @@
+//! A SentinelOne Management API v2.1 simulator: a real HTTP server on
+//! loopback that speaks the response shapes the connector relies on, with
+//! tokens of several roles and expiries, fault modes, and a request log.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use connector_host::simulator::{Simulator, tokens};
+//! let sim = Simulator::start().await?;
+//! println!("listening on {}; try token {}", sim.addr(), tokens::ADMIN);
+//! # Ok(()) }
+//! ```
+
+mod profiles;
+mod routes;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use profiles::{ALL_PERMISSIONS, Fault, FaultKind, TokenProfile, tokens};
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoggedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// The `Host` header.
+    pub host: Option<String>,
+    /// The request body as text.
+    pub body: String,
+    /// The profile name of the token in the `Authorization` header, if valid.
+    pub token: Option<String>,
+    /// The `Authorization` scheme used (`ApiToken`), never the token.
+    pub auth_scheme: Option<String>,
+}
+
+/// Mutable simulator state, shared by connections.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) tokens: HashMap<String, TokenProfile>,
+    pub(crate) fault_hits: HashMap<(String, usize), u32>,
+    pub(crate) log: Vec<LoggedRequest>,
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1` with an ephemeral port and the built-in tokens.
+    pub async fn start() -> std::io::Result<Simulator> {
+        Simulator::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (which should be loopback) with the built-in tokens.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let mut state = State::default();
+        for (token, profile) in profiles::builtin() {
+            state.tokens.insert(token.to_owned(), profile);
+        }
+        let state = Arc::new(Mutex::new(state));
+        let (shutdown, stop) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, state.clone(), stop));
+        Ok(Simulator {
+            addr,
+            state,
+            shutdown,
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Registers (or replaces) a token.
+    pub fn add_token(&self, token: &str, profile: TokenProfile) {
+        self.lock().tokens.insert(token.to_owned(), profile);
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.lock().log.clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.lock().log.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The body type of every simulator response.
+pub(crate) type SimBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            _ = stop.changed() => return,
+        };
+        let state = state.clone();
+        let conn_stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let state = state.clone();
+                let stop = conn_stop.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    Ok::<_, Infallible>(routes::handle(&state, parts, body, stop).await)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

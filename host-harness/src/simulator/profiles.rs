@@ -1,0 +1,229 @@
+//! The simulator's API tokens: who they belong to, what they may do, and the
+//! faults they trigger.
+
+use std::time::Duration;
+
+/// Well-known tokens of the built-in profiles. They are simulator fixtures,
+/// not secrets.
+pub mod tokens {
+    /// Admin role, all permissions, 180 days left.
+    pub const ADMIN: &str = "sim-admin-7f3a9c";
+    /// Viewer role: reads only.
+    pub const VIEWER: &str = "sim-viewer-2b81d4";
+    /// Admin role, expires in 5 days.
+    pub const EXPIRING: &str = "sim-expiring-5e0c71";
+    /// Expired: every call answers 401.
+    pub const EXPIRED: &str = "sim-expired-a4d290";
+    /// Site-scoped role without `Users.view` and `Threats.view`.
+    pub const RESTRICTED: &str = "sim-restricted-c61e08";
+    /// Admin; the first request answers 429 (HTML, `Retry-After: 1`).
+    pub const RATE_LIMITED_ONCE: &str = "sim-429-once-93bf12";
+    /// Admin; every request answers 429 (HTML, `Retry-After: 1`).
+    pub const RATE_LIMITED: &str = "sim-429-always-0d5e66";
+    /// Admin; the first request answers 503.
+    pub const UNAVAILABLE_ONCE: &str = "sim-503-once-47ac3b";
+    /// Admin; every request answers 500 with a plain-text body.
+    pub const SERVER_ERROR: &str = "sim-500-text-8e2f50";
+    /// Admin; every request answers 200 with truncated JSON.
+    pub const MALFORMED: &str = "sim-malformed-1c7d9e";
+    /// Admin; every request answers 200 with a 12 MiB body.
+    pub const OVERSIZED: &str = "sim-oversized-6a0b3f";
+    /// Admin; requests never get an answer.
+    pub const STALL: &str = "sim-stall-d28e4a";
+}
+
+/// Every permission the simulator checks.
+pub const ALL_PERMISSIONS: &[&str] = &[
+    "Users.view",
+    "Endpoints.view",
+    "Threats.view",
+    "Endpoints.disconnectFromNetwork",
+    "Endpoints.reconnectToNetwork",
+];
+
+/// A misbehaviour of the simulated console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 429 with nginx's HTML page and `Retry-After: <secs>`.
+    RateLimited {
+        /// The `Retry-After` value.
+        retry_after: u32,
+    },
+    /// 503 with an HTML page.
+    Unavailable,
+    /// 500 with `text/plain` "Server could not process the request."
+    PlainTextError,
+    /// 200 with a JSON body cut short.
+    MalformedJson,
+    /// 200 with a body of this many bytes.
+    Oversized(usize),
+    /// No answer: the request hangs until the client gives up.
+    Stall,
+    /// 403 `Insufficient permissions`, whatever the role.
+    Forbidden,
+}
+
+/// A fault and when it applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What happens.
+    pub kind: FaultKind,
+    /// Only requests whose path contains this; `None` for all.
+    pub path_contains: Option<String>,
+    /// How many matching requests it hits, then stops; `None` for all.
+    pub times: Option<u32>,
+}
+
+impl Fault {
+    /// `kind` on every request.
+    pub fn always(kind: FaultKind) -> Fault {
+        Fault {
+            kind,
+            path_contains: None,
+            times: None,
+        }
+    }
+
+    /// `kind` on the first `times` requests.
+    pub fn first(times: u32, kind: FaultKind) -> Fault {
+        Fault {
+            kind,
+            path_contains: None,
+            times: Some(times),
+        }
+    }
+
+    /// Restricts the fault to paths containing `fragment`.
+    pub fn on_path(mut self, fragment: &str) -> Fault {
+        self.path_contains = Some(fragment.to_owned());
+        self
+    }
+}
+
+/// A simulated API token's owner and behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenProfile {
+    /// Short name, recorded in the request log instead of the token.
+    pub name: String,
+    /// The user's full name.
+    pub full_name: String,
+    /// The user's e-mail.
+    pub email: String,
+    /// Role name.
+    pub role: String,
+    /// Scope level: `tenant`, `account`, `site`.
+    pub scope: String,
+    /// Time until expiry; negative means expired (every call answers 401).
+    pub expires_in: i64,
+    /// Granted permissions, by SentinelOne name.
+    pub permissions: Vec<String>,
+    /// Misbehaviours, checked in order.
+    pub faults: Vec<Fault>,
+}
+
+const DAY: i64 = 86_400;
+
+impl TokenProfile {
+    /// An admin with every permission, expiring in 180 days.
+    pub fn admin(name: &str) -> TokenProfile {
+        TokenProfile {
+            name: name.into(),
+            full_name: "SOAR Automation".into(),
+            email: "soar-automation@example.com".into(),
+            role: "Admin".into(),
+            scope: "account".into(),
+            expires_in: 180 * DAY,
+            permissions: ALL_PERMISSIONS.iter().map(|p| (*p).into()).collect(),
+            faults: Vec::new(),
+        }
+    }
+
+    /// Replaces the role and its permissions.
+    pub fn role(mut self, role: &str, permissions: &[&str]) -> TokenProfile {
+        self.role = role.into();
+        self.permissions = permissions.iter().map(|p| (*p).into()).collect();
+        self
+    }
+
+    /// Sets the time until expiry (negative: expired).
+    pub fn expires_in(mut self, d: Duration, expired: bool) -> TokenProfile {
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        self.expires_in = if expired { -secs } else { secs };
+        self
+    }
+
+    /// Adds a fault.
+    pub fn fault(mut self, fault: Fault) -> TokenProfile {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Whether the token has expired.
+    pub fn is_expired(&self) -> bool {
+        self.expires_in <= 0
+    }
+
+    /// Whether the role grants `permission`.
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+/// The built-in `(token, profile)` pairs.
+pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
+    use tokens::*;
+    let day = Duration::from_secs(DAY as u64);
+    let viewer_perms = ["Users.view", "Endpoints.view", "Threats.view"];
+    vec![
+        (ADMIN, TokenProfile::admin("admin")),
+        (
+            VIEWER,
+            TokenProfile::admin("viewer").role("Viewer", &viewer_perms),
+        ),
+        (
+            EXPIRING,
+            TokenProfile::admin("expiring").expires_in(day * 5, false),
+        ),
+        (
+            EXPIRED,
+            TokenProfile::admin("expired").expires_in(day * 3, true),
+        ),
+        (RESTRICTED, {
+            let mut p =
+                TokenProfile::admin("restricted").role("SOC Site Analyst", &["Endpoints.view"]);
+            p.scope = "site".into();
+            p
+        }),
+        (
+            RATE_LIMITED_ONCE,
+            TokenProfile::admin("rate-limited-once")
+                .fault(Fault::first(1, FaultKind::RateLimited { retry_after: 1 })),
+        ),
+        (
+            RATE_LIMITED,
+            TokenProfile::admin("rate-limited")
+                .fault(Fault::always(FaultKind::RateLimited { retry_after: 1 })),
+        ),
+        (
+            UNAVAILABLE_ONCE,
+            TokenProfile::admin("unavailable-once").fault(Fault::first(1, FaultKind::Unavailable)),
+        ),
+        (
+            SERVER_ERROR,
+            TokenProfile::admin("server-error").fault(Fault::always(FaultKind::PlainTextError)),
+        ),
+        (
+            MALFORMED,
+            TokenProfile::admin("malformed").fault(Fault::always(FaultKind::MalformedJson)),
+        ),
+        (
+            OVERSIZED,
+            TokenProfile::admin("oversized")
+                .fault(Fault::always(FaultKind::Oversized(12 * 1024 * 1024))),
+        ),
+        (
+            STALL,
+            TokenProfile::admin("stall").fault(Fault::always(FaultKind::Stall)),
+        ),
+    ]
+}

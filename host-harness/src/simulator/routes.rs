@@ -1,0 +1,275 @@
+//! Request handling: authentication, faults, and the v2.1 endpoints.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{FaultKind, LoggedRequest, SimBody, State, TokenProfile};
+
+const PREFIX: &str = "/web/api/v2.1";
+
+pub(crate) async fn handle(
+    state: &Arc<Mutex<State>>,
+    parts: Parts,
+    body: Bytes,
+    stop: watch::Receiver<bool>,
+) -> Response<SimBody> {
+    let (auth_scheme, token) = authorization(&parts);
+    let (profile, fault) = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let profile = token.as_ref().and_then(|t| state.tokens.get(t)).cloned();
+        state.log.push(LoggedRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            token: profile.as_ref().map(|p| p.name.clone()),
+            auth_scheme,
+        });
+        let fault = match (&token, &profile) {
+            (Some(t), Some(p)) if !p.is_expired() => take_fault(&mut state, t, p, parts.uri.path()),
+            _ => None,
+        };
+        (profile, fault)
+    };
+    let path = parts.uri.path();
+    if parts.method == Method::GET && path == format!("{PREFIX}/system/status") {
+        return json_response(StatusCode::OK, &json!({"data": {"health": "ok"}}));
+    }
+    let Some(profile) = profile.filter(|p| !p.is_expired()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            4010010,
+            "Authentication Failed",
+            None,
+        );
+    };
+    if let Some(fault) = fault {
+        return fault_response(fault, stop).await;
+    }
+    route(&parts, &body, &profile)
+}
+
+/// `(scheme, token)` from `Authorization: ApiToken <token>`.
+fn authorization(parts: &Parts) -> (Option<String>, Option<String>) {
+    let Some(value) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return (None, None);
+    };
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("apitoken") => {
+            (Some(scheme.to_owned()), Some(token.trim().to_owned()))
+        }
+        Some((scheme, _)) => (Some(scheme.to_owned()), None),
+        None => (None, None),
+    }
+}
+
+fn take_fault(
+    state: &mut State,
+    token: &str,
+    profile: &TokenProfile,
+    path: &str,
+) -> Option<FaultKind> {
+    for (index, fault) in profile.faults.iter().enumerate() {
+        if fault
+            .path_contains
+            .as_deref()
+            .is_some_and(|f| !path.contains(f))
+        {
+            continue;
+        }
+        let hits = state
+            .fault_hits
+            .entry((token.to_owned(), index))
+            .or_default();
+        if fault.times.is_some_and(|t| *hits >= t) {
+            continue;
+        }
+        *hits += 1;
+        return Some(fault.kind.clone());
+    }
+    None
+}
+
+async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Response<SimBody> {
+    match fault {
+        FaultKind::RateLimited { retry_after } => {
+            let mut r = html(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests");
+            r.headers_mut().insert("retry-after", retry_after.into());
+            r
+        }
+        FaultKind::Unavailable => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable",
+        ),
+        FaultKind::PlainTextError => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Server could not process the request.",
+        ),
+        FaultKind::MalformedJson => raw(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from_static(b"{\"data\": [{\"id\": \"12"),
+        ),
+        FaultKind::Oversized(n) => {
+            let mut body = Vec::with_capacity(n);
+            body.extend_from_slice(b"{\"data\":\"");
+            body.resize(n.saturating_sub(2), b'x');
+            body.extend_from_slice(b"\"}");
+            raw(StatusCode::OK, "application/json", Bytes::from(body))
+        }
+        FaultKind::Stall => {
+            // Hold the request until the simulator stops (or an hour passes).
+            let _ = tokio::time::timeout(Duration::from_secs(3600), stop.wait_for(|s| *s)).await;
+            text(StatusCode::SERVICE_UNAVAILABLE, "stalled")
+        }
+        FaultKind::Forbidden => error(
+            StatusCode::FORBIDDEN,
+            4030010,
+            "Insufficient permissions",
+            None,
+        ),
+    }
+}
+
+fn route(parts: &Parts, body: &Bytes, profile: &TokenProfile) -> Response<SimBody> {
+    let Some(path) = parts.uri.path().strip_prefix(PREFIX) else {
+        return not_found();
+    };
+    let needs = |permission: &str| (!profile.can(permission)).then(forbidden);
+    match (&parts.method, path) {
+        (&Method::POST, "/users/api-token-details") => token_details(body, profile),
+        (&Method::GET, "/user") => needs("Users.view").unwrap_or_else(|| user(profile)),
+        (&Method::GET, "/agents") => needs("Endpoints.view").unwrap_or_else(agents),
+        (&Method::GET, "/threats") => needs("Threats.view").unwrap_or_else(threats),
+        // The real API answers a wrong method with 404, not 405.
+        _ => not_found(),
+    }
+}
+
+fn token_details(body: &Bytes, profile: &TokenProfile) -> Response<SimBody> {
+    let asked = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.pointer("/data/apiToken")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    if asked.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            4000010,
+            "Validation Error",
+            Some("data.apiToken: Missing data for required field."),
+        );
+    }
+    json_response(StatusCode::OK, &json!({"data": expiry(profile)}))
+}
+
+fn expiry(profile: &TokenProfile) -> Value {
+    let now = SystemTime::now();
+    let expires = now + Duration::from_secs(profile.expires_in.max(0).unsigned_abs());
+    let created = now - Duration::from_secs(30 * 86_400);
+    json!({
+        "createdAt": humantime::format_rfc3339_micros(created).to_string(),
+        "expiresAt": humantime::format_rfc3339_micros(expires).to_string(),
+    })
+}
+
+fn user(profile: &TokenProfile) -> Response<SimBody> {
+    json_response(
+        StatusCode::OK,
+        &json!({"data": {
+            "id": "1000000000000000001",
+            "email": profile.email,
+            "fullName": profile.full_name,
+            "scope": profile.scope,
+            "scopeRoles": [{"id": "2000000000000000002", "name": "Acme", "accountName": "Acme",
+                            "roleId": "3000000000000000003", "roleName": profile.role, "roles": [profile.role]}],
+            "apiToken": expiry(profile),
+            "source": "mgmt",
+            "twoFaEnabled": false,
+            "lowestRole": profile.role,
+        }}),
+    )
+}
+
+fn agents() -> Response<SimBody> {
+    json_response(
+        StatusCode::OK,
+        &json!({"data": [{
+            "id": "1900000000000000001", "uuid": "b7b2d39171be4ae1af90f93d7ed20f07",
+            "computerName": "FIN-LT-0042", "siteName": "HQ", "accountName": "Acme",
+            "osName": "Windows 11 Pro", "isActive": true, "isDecommissioned": false,
+            "networkStatus": "connected", "lastActiveDate": "2026-11-23T09:00:00.000000Z",
+        }], "pagination": {"nextCursor": null, "totalItems": 1}}),
+    )
+}
+
+fn threats() -> Response<SimBody> {
+    json_response(
+        StatusCode::OK,
+        &json!({"data": [], "pagination": {"nextCursor": null}}),
+    )
+}
+
+fn forbidden() -> Response<SimBody> {
+    error(
+        StatusCode::FORBIDDEN,
+        4030010,
+        "Insufficient permissions",
+        None,
+    )
+}
+
+fn not_found() -> Response<SimBody> {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+fn error(status: StatusCode, code: u32, title: &str, detail: Option<&str>) -> Response<SimBody> {
+    json_response(
+        status,
+        &json!({"errors": [{"code": code, "detail": detail, "title": title}]}),
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<SimBody> {
+    raw(status, "application/json", Bytes::from(value.to_string()))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<SimBody> {
+    raw(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+fn html(status: StatusCode, title: &str) -> Response<SimBody> {
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    );
+    raw(status, "text/html", Bytes::from(page))
+}
+
+fn raw(status: StatusCode, content_type: &str, body: Bytes) -> Response<SimBody> {
+    let mut response = Response::new(Full::new(body).boxed());
+    *response.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    response
+}

@@ -1,0 +1,477 @@
+//! The SentinelOne Management API v2.1 client: requests, bounded retries, and
+//! the mapping from HTTP outcomes to [`Error`]s an admin can act on.
+
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use crate::body;
+use crate::console::Console;
+use crate::error::{Error, Result};
+use crate::retry::{RetryPolicy, is_retryable_status, parse_retry_after};
+use crate::token::ApiToken;
+use crate::transport::{Method, Request, Response, Transport, TransportError};
+
+/// Every endpoint lives under this prefix.
+pub const API_PREFIX: &str = "/web/api/v2.1";
+
+/// Where the user regenerates a token, quoted in `unauthorized` messages.
+pub const TOKEN_FIX: &str = "Generate a new API token in the SentinelOne console \
+     (Settings → My User → API Token → Generate; for a service user: Settings → Users → \
+     Service Users), then edit this connection and paste the new token.";
+
+/// Whether a request may be sent again after a retryable status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// A read: retried on 429, 502, 503 and 504.
+    Read,
+    /// A state change: never sent twice by this client.
+    Action,
+}
+
+/// A connected client for one console and token.
+pub struct Client<'t, T: Transport> {
+    console: Console,
+    token: ApiToken,
+    transport: &'t mut T,
+    retry: RetryPolicy,
+}
+
+impl<'t, T: Transport> Client<'t, T> {
+    /// A client that sends through `transport`.
+    pub fn new(console: Console, token: ApiToken, transport: &'t mut T) -> Self {
+        Client {
+            console,
+            token,
+            transport,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The console this client talks to.
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// The token, for the one endpoint that takes it in a body.
+    pub(crate) fn token(&self) -> &ApiToken {
+        &self.token
+    }
+
+    /// Sends `method path` (below [`API_PREFIX`]) and returns the final
+    /// response, whatever its status, after retrying reads as the policy allows.
+    /// Transport failures become `unreachable`, `egress-denied` or `upstream`.
+    pub fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> Result<Response> {
+        let request = self.request(method, path, body);
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let response = self
+                .transport
+                .send(&request)
+                .map_err(|e| self.transport_error(e, &request))?;
+            if idempotency == Idempotency::Action || !is_retryable_status(response.status) {
+                return Ok(response);
+            }
+            let retry_after = parse_retry_after(response.header("retry-after"));
+            let delay = self
+                .retry
+                .delay(attempt, retry_after, self.transport.random());
+            let out_of_budget = started.elapsed() + delay > self.retry.budget;
+            if attempt >= self.retry.max_attempts || out_of_budget {
+                return Ok(response);
+            }
+            self.transport.pause(delay);
+            attempt += 1;
+        }
+    }
+
+    /// Sends a read and parses a successful JSON body as `D`. Any other status
+    /// becomes an error; `permission` names what a 403 means.
+    pub fn read_json<D: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        permission: Option<&str>,
+    ) -> Result<D> {
+        let response = self.send(method, path, body, Idempotency::Read)?;
+        if !response.is_success() {
+            return Err(self.status_error(method, path, &response, permission));
+        }
+        parse_json(&response, method, path)
+    }
+
+    fn request(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> Request {
+        let mut headers = vec![
+            ("authorization".to_owned(), self.token.authorization()),
+            ("accept".to_owned(), "application/json".to_owned()),
+            (
+                "user-agent".to_owned(),
+                concat!("soar-sentinelone-connector/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ),
+        ];
+        let body = body.map(|b| b.to_string().into_bytes());
+        if let Some(b) = &body {
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+            headers.push(("content-length".to_owned(), b.len().to_string()));
+        }
+        Request {
+            method,
+            authority: self.console.host().to_owned(),
+            path_and_query: format!("{API_PREFIX}{path}"),
+            headers,
+            body,
+        }
+    }
+
+    fn transport_error(&self, error: TransportError, request: &Request) -> Error {
+        let host = self.console.host();
+        let label = self.console.label();
+        let what = format!(
+            "{} {}",
+            request.method.as_str(),
+            strip_query(&request.path_and_query)
+        );
+        match error {
+            TransportError::Denied => Error::EgressDenied(format!(
+                "The SOAR platform's network policy does not allow connections to {host}. \
+                 If this is your SentinelOne console, ask the platform administrator to allow \
+                 its domain; otherwise correct the Management Hostname."
+            )),
+            TransportError::Dns => Error::Unreachable(format!(
+                "The hostname {host} does not resolve. Check the Management Hostname: it is the \
+                 part of your console's address before .sentinelone.net (for \
+                 https://{label}.sentinelone.net enter {label}), as shown in the browser's \
+                 address bar when you are signed in."
+            )),
+            TransportError::Timeout => Error::Unreachable(format!(
+                "{host} did not answer {what} in time. The console may be down or overloaded, \
+                 or a firewall may be dropping traffic; try again later, and check that the \
+                 SOAR platform can reach {host} on port 443."
+            )),
+            TransportError::Connect(detail) => Error::Unreachable(format!(
+                "Could not connect to {host} ({}). Check that the hostname is right and that the \
+                 SOAR platform can reach it on port 443.",
+                body::quote(&detail)
+            )),
+            TransportError::Tls(detail) => Error::Unreachable(format!(
+                "The secure (TLS) connection to {host} failed ({}). A proxy that intercepts TLS, \
+                 or a wrong hostname, usually causes this.",
+                body::quote(&detail)
+            )),
+            TransportError::BodyTooLarge(limit) => Error::Upstream(format!(
+                "The console's answer to {what} was larger than the {limit}-byte limit, so it \
+                 was not read. If this persists, report it to SentinelOne support."
+            )),
+            TransportError::Protocol(detail) => Error::Upstream(format!(
+                "{host} broke the HTTP protocol while answering {what} ({}).",
+                body::quote(&detail)
+            )),
+            TransportError::Other(detail) => Error::Unreachable(format!(
+                "The request {what} to {host} failed: {}.",
+                body::quote(&detail)
+            )),
+        }
+    }
+
+    /// The error for a final non-2xx response.
+    pub fn status_error(
+        &self,
+        method: Method,
+        path: &str,
+        response: &Response,
+        permission: Option<&str>,
+    ) -> Error {
+        let what = format!("{} {API_PREFIX}{}", method.as_str(), strip_query(path));
+        let said = body::summarize(&response.body);
+        let status = response.status;
+        match status {
+            401 => Error::Unauthorized(format!(
+                "SentinelOne rejected the API token (HTTP 401: {said}): it is wrong, expired or \
+                 revoked. {TOKEN_FIX}"
+            )),
+            403 => Error::Forbidden(match permission {
+                Some(p) => format!(
+                    "The token's role lacks the permission {p}, which {what} needs (HTTP 403: \
+                     {said}). Use a token of a user or service user whose role has {p}."
+                ),
+                None => format!(
+                    "The token's role is not allowed to call {what} (HTTP 403: {said}). Use a \
+                     token whose role and scope allow it."
+                ),
+            }),
+            404 => Error::NotFound(format!(
+                "The console answered 404 to {what} ({said}). Check that the Management \
+                 Hostname is your management console."
+            )),
+            429 => {
+                let retry_after_seconds = parse_retry_after(response.header("retry-after"));
+                let wait = retry_after_seconds
+                    .map(|s| format!(" It asked to wait {s} s."))
+                    .unwrap_or_default();
+                Error::RateLimited {
+                    message: format!(
+                        "SentinelOne rate-limited {what} (HTTP 429) and kept doing so after \
+                         {} attempts.{wait} Other tools sharing this token may be using up its \
+                         rate limit; try again shortly.",
+                        self.retry.max_attempts
+                    ),
+                    retry_after_seconds,
+                }
+            }
+            _ => Error::Upstream(format!(
+                "SentinelOne answered HTTP {status} to {what}: {said}."
+            )),
+        }
+    }
+}
+
+/// Parses a successful response's JSON body.
+pub fn parse_json<D: DeserializeOwned>(
+    response: &Response,
+    method: Method,
+    path: &str,
+) -> Result<D> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        Error::Upstream(format!(
+            "The console's answer to {} {API_PREFIX}{} was not the expected JSON ({e}); it \
+             began: {}. A proxy or an incompatible console version can cause this.",
+            method.as_str(),
+            strip_query(path),
+            body::summarize(&response.body)
+        ))
+    })
+}
+
+fn strip_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::testing::Scripted;
+    use std::time::Duration;
+
+    fn client(t: &mut Scripted) -> Client<'_, Scripted> {
+        Client::new(
+            Console::parse("u1-s1").unwrap(),
+            ApiToken::parse("tok-123").unwrap(),
+            t,
+        )
+    }
+
+    fn with_retry_after(status: u16, secs: &str, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("retry-after".into(), secs.into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn sends_token_only_in_authorization_header() {
+        let mut t = Scripted::default().reply(200, "{}");
+        client(&mut t)
+            .send(Method::Get, "/agents?limit=1", None, Idempotency::Read)
+            .unwrap();
+        let r = &t.sent[0];
+        assert_eq!(r.authority, "u1-s1.sentinelone.net");
+        assert_eq!(r.path_and_query, "/web/api/v2.1/agents?limit=1");
+        assert!(
+            r.headers
+                .contains(&("authorization".into(), "ApiToken tok-123".into()))
+        );
+        assert!(!r.path_and_query.contains("tok-123"));
+        assert!(!format!("{r:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn retries_reads_on_retryable_statuses_honouring_retry_after() {
+        let mut t = Scripted::default()
+            .reply_with(with_retry_after(
+                429,
+                "2",
+                "<html><title>429 Too Many Requests</title></html>",
+            ))
+            .reply(503, "unavailable")
+            .reply(200, r#"{"data":{}}"#);
+        let r = client(&mut t)
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(t.sent.len(), 3);
+        assert_eq!(t.pauses[0], Duration::from_secs(2));
+        assert!(t.pauses[1] >= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn does_not_retry_other_statuses_or_actions() {
+        for status in [400, 401, 403, 404, 500, 501] {
+            let mut t = Scripted::default().reply(status, "{}");
+            let r = client(&mut t)
+                .send(Method::Get, "/x", None, Idempotency::Read)
+                .unwrap();
+            assert_eq!((r.status, t.sent.len()), (status, 1));
+        }
+        let mut t = Scripted::default().reply(503, "{}");
+        client(&mut t)
+            .send(
+                Method::Post,
+                "/agents/actions/disconnect",
+                None,
+                Idempotency::Action,
+            )
+            .unwrap();
+        assert_eq!(t.sent.len(), 1);
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts_with_rate_limited() {
+        let mut t = Scripted::default();
+        for _ in 0..4 {
+            t = t.reply_with(with_retry_after(
+                429,
+                "1",
+                "<html><head><title>429 Too Many Requests</title></head></html>",
+            ));
+        }
+        let err = client(&mut t)
+            .read_json::<serde_json::Value>(Method::Get, "/user", None, None)
+            .unwrap_err();
+        assert_eq!(t.sent.len(), 4);
+        assert_eq!(t.pauses.len(), 3);
+        match err {
+            Error::RateLimited {
+                retry_after_seconds,
+                message,
+            } => {
+                assert_eq!(retry_after_seconds, Some(1));
+                assert!(message.contains("4 attempts"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stops_early_when_retry_after_exceeds_the_budget() {
+        let mut t = Scripted::default().reply_with(with_retry_after(429, "10", ""));
+        let mut c = client(&mut t).with_retry(RetryPolicy {
+            budget: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        });
+        let r = c
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(t.sent.len(), 1);
+    }
+
+    #[test]
+    fn maps_statuses_to_error_kinds() {
+        let cases = [
+            (
+                401,
+                r#"{"errors":[{"code":4010010,"detail":null,"title":"Authentication Failed"}]}"#,
+                "unauthorized",
+                "Settings → My User → API Token",
+            ),
+            (
+                403,
+                r#"{"errors":[{"code":4030010,"detail":null,"title":"Insufficient permissions"}]}"#,
+                "forbidden",
+                "Endpoints.view",
+            ),
+            (
+                404,
+                "404 page not found\n",
+                "not-found",
+                "404 page not found",
+            ),
+            (
+                500,
+                "Server could not process the request.",
+                "upstream",
+                "HTTP 500",
+            ),
+            (
+                501,
+                r#"{"errors":[{"code":5010010,"detail":null,"title":"Not supported"}]}"#,
+                "upstream",
+                "Not supported",
+            ),
+            (302, "", "upstream", "HTTP 302"),
+        ];
+        for (status, body, kind, needle) in cases {
+            let mut t = Scripted::default().reply(status, body);
+            let err = client(&mut t)
+                .read_json::<serde_json::Value>(
+                    Method::Get,
+                    "/agents?limit=1",
+                    None,
+                    Some("Endpoints.view"),
+                )
+                .unwrap_err();
+            assert_eq!(err.kind(), kind, "{status}");
+            assert!(err.message().contains(needle), "{status}: {err}");
+            assert!(!err.message().contains("limit=1"), "query leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn maps_transport_errors() {
+        let cases = [
+            (TransportError::Denied, "egress-denied", "network policy"),
+            (
+                TransportError::Dns,
+                "unreachable",
+                "for https://u1-s1.sentinelone.net enter u1-s1",
+            ),
+            (TransportError::Timeout, "unreachable", "in time"),
+            (
+                TransportError::Connect("refused".into()),
+                "unreachable",
+                "refused",
+            ),
+            (TransportError::Tls("bad cert".into()), "unreachable", "TLS"),
+            (TransportError::BodyTooLarge(1024), "upstream", "1024-byte"),
+            (
+                TransportError::Protocol("junk".into()),
+                "upstream",
+                "protocol",
+            ),
+        ];
+        for (error, kind, needle) in cases {
+            let mut t = Scripted::default().fail(error);
+            let err = client(&mut t)
+                .send(Method::Get, "/user", None, Idempotency::Read)
+                .unwrap_err();
+            assert_eq!(err.kind(), kind);
+            assert!(err.message().contains(needle), "{err}");
+            assert_eq!(t.sent.len(), 1, "transport errors are not retried");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_upstream() {
+        let mut t = Scripted::default().reply(200, "{\"data\": [");
+        let err = client(&mut t)
+            .read_json::<serde_json::Value>(Method::Get, "/user", None, None)
+            .unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert!(err.message().contains("not the expected JSON"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The component boundary: generated bindings, and conversions between the
+//! WIT types and the domain types. Nothing else in the crate sees `bindings`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::api::Client;
+use crate::console::Console;
+use crate::error::Error;
+use crate::info;
+use crate::token::ApiToken;
+use crate::validate::{self, PermissionState};
+use crate::wasi_transport::WasiTransport;
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "sentinelone",
+        path: "wit",
+        with: {
+            "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
+            "wasi:http/types@0.2.12": wasi::http::types,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasi::clocks::monotonic_clock,
+        },
+    });
+}
+
+use bindings::exports::soar::connector::connector as wit;
+use bindings::exports::soar::connector::types as wit_types;
+
+struct Component;
+
+bindings::export!(Component with_types_in bindings);
+
+impl wit::Guest for Component {
+    fn describe() -> wit::ConnectorInfo {
+        wit::ConnectorInfo {
+            id: info::ID.into(),
+            name: info::NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: info::DESCRIPTION.into(),
+            connection_fields: info::FIELDS.iter().map(form_field).collect(),
+            actions: info::ACTIONS.iter().map(action_info).collect(),
+        }
+    }
+
+    fn validate_connection(
+        conn: wit_types::Connection,
+    ) -> Result<wit::ConnectionReport, wit_types::ConnectorError> {
+        with_client(&conn, |client| {
+            validate::validate(client, unix_now()).map(connection_report)
+        })
+    }
+}
+
+/// Parses the connection, runs `f` with a client, and converts the error,
+/// scrubbing the token from its message as a last line of defence.
+fn with_client<R>(
+    conn: &wit_types::Connection,
+    f: impl FnOnce(&mut Client<'_, WasiTransport>) -> Result<R, Error>,
+) -> Result<R, wit_types::ConnectorError> {
+    let raw_token = conn.api_token.trim();
+    let result = Console::parse(&conn.management_host).and_then(|console| {
+        let token = ApiToken::parse(&conn.api_token)?;
+        let mut transport = WasiTransport;
+        let mut client = Client::new(console, token, &mut transport);
+        f(&mut client)
+    });
+    result.map_err(|e| {
+        let e = if raw_token.is_empty() {
+            e
+        } else {
+            e.map_message(|m| m.replace(raw_token, "[REDACTED]"))
+        };
+        connector_error(e)
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn connector_error(e: Error) -> wit_types::ConnectorError {
+    use wit_types::ConnectorError as W;
+    match e {
+        Error::InvalidConfig(m) => W::InvalidConfig(m),
+        Error::Unauthorized(m) => W::Unauthorized(m),
+        Error::Forbidden(m) => W::Forbidden(m),
+        Error::NotFound(m) => W::NotFound(m),
+        Error::RateLimited {
+            message,
+            retry_after_seconds,
+        } => W::RateLimited(wit_types::RateLimit {
+            message,
+            retry_after_seconds,
+        }),
+        Error::Unreachable(m) => W::Unreachable(m),
+        Error::EgressDenied(m) => W::EgressDenied(m),
+        Error::Upstream(m) => W::Upstream(m),
+    }
+}
+
+fn form_field(f: &info::FormField) -> wit::FormField {
+    wit::FormField {
+        name: f.name.into(),
+        label: f.label.into(),
+        help: f.help.into(),
+        example: f.example.into(),
+        secret: f.secret,
+        required: f.required,
+    }
+}
+
+fn action_info(a: &info::ActionInfo) -> wit::ActionInfo {
+    wit::ActionInfo {
+        id: a.id.into(),
+        name: a.name.into(),
+        description: a.description.into(),
+        destructive: a.destructive,
+        permissions: a.permissions.iter().map(|p| (*p).into()).collect(),
+    }
+}
+
+fn connection_report(r: validate::ConnectionReport) -> wit::ConnectionReport {
+    wit::ConnectionReport {
+        console_url: r.console_url,
+        token_expires_at: r.token_expires_at,
+        token_days_left: r.token_days_left,
+        user: r.user,
+        role: r.role,
+        scope: r.scope,
+        permissions: r
+            .permissions
+            .into_iter()
+            .map(|p| wit::PermissionCheck {
+                permission: p.permission,
+                needed_for: p.needed_for,
+                state: match p.state {
+                    PermissionState::Granted => wit::PermissionState::Granted,
+                    PermissionState::Denied => wit::PermissionState::Denied,
+                    PermissionState::Unknown => wit::PermissionState::Unknown,
+                },
+                detail: p.detail,
+            })
+            .collect(),
+        warnings: r.warnings,
+    }
+}

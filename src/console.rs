@@ -1,0 +1,421 @@
+//! Normalising the "Management Hostname" a user typed into one console URL.
+//!
+//! The rules are strict because the token goes wherever this points: anything
+//! that is not plainly a DNS name reachable over HTTPS on the default port is
+//! refused before a request is made.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// The domain of SentinelOne's commercial cloud consoles.
+pub const SENTINELONE_DOMAIN: &str = "sentinelone.net";
+
+/// Longest input echoed back in an error message; hostile values can be huge.
+const ECHO_LIMIT: usize = 80;
+
+/// Appended to most rejections so the user knows what to type instead.
+const EXPECTED: &str = "Enter the console's hostname, e.g. u1234-s123 or \
+     u1234-s123.sentinelone.net for https://u1234-s123.sentinelone.net.";
+
+/// A validated management console: an HTTPS origin on the default port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Console {
+    host: String,
+}
+
+impl Console {
+    /// Parses what the user typed. See the module docs for the rules.
+    pub fn parse(input: &str) -> Result<Console> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(invalid("The Management Hostname is empty.".into()));
+        }
+        check_characters(trimmed)?;
+        let lower = trimmed.to_ascii_lowercase();
+        let rest = strip_scheme(&lower, trimmed)?;
+        let host = split_authority(rest, trimmed)?;
+        let host = host.strip_suffix('.').unwrap_or(host);
+        check_not_ip(host, trimmed)?;
+        check_dns_name(host, trimmed)?;
+        let host = if host.contains('.') {
+            host.to_owned()
+        } else {
+            format!("{host}.{SENTINELONE_DOMAIN}")
+        };
+        check_is_tenant_console(&host)?;
+        Ok(Console { host })
+    }
+
+    /// The hostname, lower-case, e.g. `u1234-s123.sentinelone.net`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The origin every request goes to, e.g. `https://u1234-s123.sentinelone.net`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.host)
+    }
+
+    /// The tenant label a user would type, for hints in messages: the part
+    /// before `.sentinelone.net`, or the whole name for other domains.
+    pub fn label(&self) -> &str {
+        self.host
+            .strip_suffix(SENTINELONE_DOMAIN)
+            .and_then(|h| h.strip_suffix('.'))
+            .unwrap_or(&self.host)
+    }
+}
+
+impl fmt::Display for Console {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::InvalidConfig(message)
+}
+
+/// The input, shortened and with only printable ASCII, safe to echo.
+fn echo(input: &str) -> String {
+    let mut shown: String = input
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(ECHO_LIMIT)
+        .collect();
+    if input.chars().count() > ECHO_LIMIT {
+        shown.push('…');
+    }
+    shown
+}
+
+fn check_characters(input: &str) -> Result<()> {
+    if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" contains spaces or control characters. {EXPECTED}",
+            echo(input)
+        )));
+    }
+    if !input.is_ascii() {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" contains non-ASCII characters; SentinelOne console \
+             names are plain ASCII, and look-alike letters are refused on purpose. {EXPECTED}",
+            echo(input)
+        )));
+    }
+    if input.contains('\\') || input.contains('%') {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" contains '\\' or '%', which no hostname has. {EXPECTED}",
+            echo(input)
+        )));
+    }
+    Ok(())
+}
+
+/// Removes `https://`; refuses every other scheme.
+fn strip_scheme<'a>(lower: &'a str, original: &str) -> Result<&'a str> {
+    match lower.split_once("://") {
+        Some(("https", rest)) => Ok(rest),
+        Some((scheme, _)) => Err(invalid(format!(
+            "The Management Hostname \"{}\" uses the scheme \"{}\"; the console API is only \
+             reached over https://. {EXPECTED}",
+            echo(original),
+            echo(scheme)
+        ))),
+        None => Ok(lower),
+    }
+}
+
+/// Returns the host part, refusing userinfo, ports, paths, queries and fragments.
+fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" contains '@' (a user name in a URL), which is not \
+             allowed. {EXPECTED}",
+            echo(original)
+        )));
+    }
+    if authority.starts_with('[') {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" is an IP address; use the console's hostname. {EXPECTED}",
+            echo(original)
+        )));
+    }
+    if authority.contains(':') {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" contains a port or a ':'; the console is always \
+             reached on the default HTTPS port. {EXPECTED}",
+            echo(original)
+        )));
+    }
+    match tail {
+        "" | "/" => Ok(authority),
+        t if t.starts_with('?') || t.contains('?') => Err(invalid(format!(
+            "The Management Hostname \"{}\" contains a query ('?'). {EXPECTED}",
+            echo(original)
+        ))),
+        t if t.starts_with('#') || t.contains('#') => Err(invalid(format!(
+            "The Management Hostname \"{}\" contains a fragment ('#'). {EXPECTED}",
+            echo(original)
+        ))),
+        _ => Err(invalid(format!(
+            "The Management Hostname \"{}\" contains a path; enter only the hostname, without \
+             /web/api or any other path. {EXPECTED}",
+            echo(original)
+        ))),
+    }
+}
+
+/// Refuses IP literals in every notation a URL parser accepts (`127.1`,
+/// `0x7f000001`, `2130706433`, octal, ...), using the WHATWG host parser.
+fn check_not_ip(host: &str, original: &str) -> Result<()> {
+    let is_ip = matches!(
+        url::Host::parse(host),
+        Ok(url::Host::Ipv4(_) | url::Host::Ipv6(_))
+    ) || host.parse::<std::net::IpAddr>().is_ok();
+    if is_ip {
+        return Err(invalid(format!(
+            "The Management Hostname \"{}\" is an IP address; the API token must only be sent to \
+             the console's hostname. {EXPECTED}",
+            echo(original)
+        )));
+    }
+    Ok(())
+}
+
+/// RFC 1035 / 1123 syntax: labels of letters, digits and inner hyphens.
+fn check_dns_name(host: &str, original: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(invalid(format!(
+            "The Management Hostname \"{}\" is not a valid hostname: {why}. {EXPECTED}",
+            echo(original)
+        )))
+    };
+    if host.is_empty() {
+        return bad("it has no name");
+    }
+    if host.len() > 253 {
+        return bad("it is longer than 253 characters");
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return bad("it has an empty label ('..' or a leading dot)");
+        }
+        if label.len() > 63 {
+            return bad("a label is longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("only letters, digits, '-' and '.' are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("a label starts or ends with '-'");
+        }
+    }
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad("its last label is all digits");
+    }
+    Ok(())
+}
+
+/// Refuses names that are valid DNS but never a tenant's management console.
+fn check_is_tenant_console(host: &str) -> Result<()> {
+    if host == "localhost" || host.ends_with(".localhost") || host == "localhost.sentinelone.net" {
+        return Err(invalid(
+            "The Management Hostname points at this machine (localhost); the token may only be \
+             sent to a SentinelOne console."
+                .into(),
+        ));
+    }
+    if host == SENTINELONE_DOMAIN || host == "www.sentinelone.net" {
+        return Err(invalid(format!(
+            "\"{host}\" is SentinelOne's domain, not a console. {EXPECTED}"
+        )));
+    }
+    if host == "console.sentinelone.net" {
+        return Err(invalid(format!(
+            "console.sentinelone.net is not a tenant console. Use the hostname in your browser's \
+             address bar when you are signed in to your console. {EXPECTED}"
+        )));
+    }
+    let under_s1 = host
+        .strip_suffix(SENTINELONE_DOMAIN)
+        .is_some_and(|h| h.ends_with('.'));
+    if under_s1 && (host.starts_with("ingest.") || host.starts_with("xdr.")) {
+        return Err(invalid(format!(
+            "{host} is a Singularity Data Lake / ingest endpoint, not the management console. \
+             {EXPECTED}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(input: &str) -> String {
+        Console::parse(input)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"))
+            .host()
+            .to_owned()
+    }
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        for input in [
+            "u1234-s123",
+            "u1234-s123.sentinelone.net",
+            "https://u1234-s123.sentinelone.net",
+            "https://u1234-s123.sentinelone.net/",
+            "  HTTPS://U1234-S123.SentinelOne.NET/  ",
+            "\tU1234-S123\n",
+            "u1234-s123.sentinelone.net.",
+        ] {
+            assert_eq!(host(input), "u1234-s123.sentinelone.net", "{input:?}");
+        }
+    }
+
+    #[test]
+    fn other_domains_are_kept_as_typed() {
+        assert_eq!(host("usea1-gov.s1gov.net"), "usea1-gov.s1gov.net");
+        assert_eq!(host("https://edr.example.com/"), "edr.example.com");
+        assert_eq!(host("a.b.sentinelone.net"), "a.b.sentinelone.net");
+    }
+
+    #[test]
+    fn url_and_label() {
+        let c = Console::parse("u1234-s123").unwrap();
+        assert_eq!(c.url(), "https://u1234-s123.sentinelone.net");
+        assert_eq!(c.label(), "u1234-s123");
+        assert_eq!(
+            Console::parse("edr.example.com").unwrap().label(),
+            "edr.example.com"
+        );
+    }
+
+    /// Hostile or mistaken values: each must be refused as `invalid-config`.
+    const HOSTILE: &[&str] = &[
+        // empty
+        "",
+        "   ",
+        "\n\t",
+        // schemes
+        "http://u1234-s123.sentinelone.net",
+        "HTTP://u1234-s123.sentinelone.net",
+        "ftp://u1234-s123.sentinelone.net",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "ws://u1234-s123.sentinelone.net",
+        "//u1234-s123.sentinelone.net",
+        "https:/u1234-s123.sentinelone.net",
+        // userinfo
+        "user@u1234-s123.sentinelone.net",
+        "https://user:pass@u1234-s123.sentinelone.net",
+        "u1234-s123.sentinelone.net@evil.com",
+        "https://evil.com@u1234-s123.sentinelone.net",
+        // ports
+        "u1234-s123.sentinelone.net:443",
+        "u1234-s123.sentinelone.net:8443",
+        "https://u1234-s123.sentinelone.net:80/",
+        "u1234-s123:443",
+        // paths, queries, fragments
+        "u1234-s123.sentinelone.net/web/api/v2.1",
+        "https://u1234-s123.sentinelone.net/login",
+        "u1234-s123.sentinelone.net//evil.com",
+        "u1234-s123.sentinelone.net?x=1",
+        "u1234-s123.sentinelone.net/?x=1",
+        "u1234-s123.sentinelone.net#frag",
+        "u1234-s123.sentinelone.net\\evil.com",
+        // IP literals in every notation
+        "127.0.0.1",
+        "https://127.0.0.1/",
+        "10.0.0.1",
+        "169.254.169.254",
+        "0x7f000001",
+        "2130706433",
+        "0177.0.0.1",
+        "127.1",
+        "0x7f.0x0.0x0.0x1",
+        "1.2.3.4.5",
+        "[::1]",
+        "https://[::1]/",
+        "::1",
+        "[fe80::1%25eth0]",
+        "::ffff:127.0.0.1",
+        // localhost and non-consoles
+        "localhost",
+        "LOCALHOST",
+        "https://localhost/",
+        "foo.localhost",
+        "console.sentinelone.net",
+        "https://console.sentinelone.net/",
+        "sentinelone.net",
+        "ingest.us1.sentinelone.net",
+        "xdr.us1.sentinelone.net",
+        // not DNS names
+        "u1234 s123",
+        "u1234_s123",
+        "-u1234",
+        "u1234-",
+        "u1234..sentinelone.net",
+        ".sentinelone.net",
+        "exa mple.com",
+        "xn--80ak6aa92e.com\u{0}",
+        "u1234\u{0}.sentinelone.net",
+        "u1234\r\nHost: evil.com",
+        "еxample.com",
+        "u1234%2e.sentinelone.net",
+        "%6c%6f%63%61%6c%68%6f%73%74",
+        "a.b.c.123",
+        "*.sentinelone.net",
+        "u1234;s123",
+        "<script>",
+    ];
+
+    #[test]
+    fn refuses_hostile_inputs() {
+        assert!(HOSTILE.len() >= 40);
+        for input in HOSTILE {
+            match Console::parse(input) {
+                Err(Error::InvalidConfig(msg)) => {
+                    assert!(!msg.is_empty());
+                    assert!(
+                        !msg.contains('\0') && !msg.contains('\r'),
+                        "{input:?}: {msg}"
+                    );
+                }
+                other => panic!("{input:?} was not refused: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_overlong_names_and_labels() {
+        let label = "a".repeat(64);
+        assert!(Console::parse(&label).is_err());
+        let long = format!("{}.com", ["abcdefghij"; 25].join("."));
+        assert!(Console::parse(&long).is_err());
+    }
+
+    #[test]
+    fn messages_are_specific_and_bounded() {
+        let msg = |i: &str| Console::parse(i).unwrap_err().message().to_owned();
+        assert!(msg("http://x.sentinelone.net").contains("https://"));
+        assert!(msg("x.sentinelone.net:8443").contains("port"));
+        assert!(msg("x.sentinelone.net/web/api").contains("path"));
+        assert!(msg("10.1.2.3").contains("IP address"));
+        assert!(msg("console.sentinelone.net").contains("not a tenant console"));
+        let huge = format!("{}/x", "a".repeat(10_000));
+        assert!(msg(&huge).len() < 600);
+    }
+}

@@ -1,0 +1,76 @@
+//! What `describe` returns: the connection form and the action list.
+
+/// One connection-form field. Mirrors the WIT `form-field`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormField {
+    /// The `connection` field it fills.
+    pub name: &'static str,
+    /// Label shown to the user.
+    pub label: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Example value.
+    pub example: &'static str,
+    /// Mask it and never show it again.
+    pub secret: bool,
+    /// Needed to save the form.
+    pub required: bool,
+}
+
+/// One offered action. Mirrors the WIT `action-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionInfo {
+    /// The exported function.
+    pub id: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// One sentence.
+    pub description: &'static str,
+    /// Changes state on the console or endpoints.
+    pub destructive: bool,
+    /// Console permissions it needs.
+    pub permissions: &'static [&'static str],
+}
+
+/// Stable identifier.
+pub const ID: &str = "sentinelone";
+/// Display name.
+pub const NAME: &str = "SentinelOne";
+/// Catalogue description.
+pub const DESCRIPTION: &str = "Connects to a SentinelOne Singularity management console \
+     (Management API v2.1) with an API token: validates the connection and reports the token's \
+     expiry and permissions.";
+
+/// The connection form, in display order.
+pub const FIELDS: &[FormField] = &[
+    FormField {
+        name: "management-host",
+        label: "Management Hostname",
+        help: "Your console's hostname. For https://u1234-s123.sentinelone.net enter \
+               u1234-s123 (the part before .sentinelone.net) or the full hostname. Consoles on \
+               other domains: enter the full hostname.",
+        example: "u1234-s123",
+        secret: false,
+        required: true,
+    },
+    FormField {
+        name: "api-token",
+        label: "API Token",
+        help: "Generate it in the console under Settings → My User → API Token → Generate \
+               (or create a service user under Settings → Users → Service Users). Use a role \
+               with the permissions the actions need; Test Connection lists them.",
+        example: "eyJraWQiOiJ0b2tlblNpZ25pbmci...",
+        secret: true,
+        required: true,
+    },
+];
+
+/// The actions offered.
+pub const ACTIONS: &[ActionInfo] = &[ActionInfo {
+    id: "validate-connection",
+    name: "Test Connection",
+    description: "Checks the hostname and token, and reports the token's expiry, user, role \
+                  and permissions.",
+    destructive: false,
+    permissions: &[],
+}];

@@ -1,0 +1,34 @@
+//! The SentinelOne connector for SOAR platforms.
+//!
+//! Built for `wasm32-wasip2`, this crate is a component implementing the
+//! `soar:connector` WIT contract in `wit/`. Natively it is a library of the
+//! same domain logic, which is how it is unit-tested:
+//!
+//! - [`console`] normalises the Management Hostname a user typed;
+//! - [`token`] validates the API token and keeps it out of every message;
+//! - [`api`] is the Management API client (retries, error mapping) over the
+//!   [`transport::Transport`] trait;
+//! - [`validate`] implements `validate-connection`.
+//!
+//! Only the private `component` and `wasi_transport` modules, compiled for
+//! wasm32 alone, touch the generated bindings and `wasi:http`.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod body;
+pub mod console;
+pub mod error;
+pub mod info;
+pub mod retry;
+pub mod time;
+pub mod token;
+pub mod transport;
+pub mod validate;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+#[cfg(target_arch = "wasm32")]
+mod wasi_transport;
+
+pub use error::{Error, Result};

@@ -1,0 +1,141 @@
+//! The API token: validated once, then only ever placed in a header.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// Tokens are JWTs of a few hundred bytes; anything far larger is a paste
+/// accident, and a header that size would be refused upstream anyway.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// What to tell the user when the token field is unusable.
+const HOW_TO_GET_ONE: &str = "Paste the API token exactly as the console shows it \
+     (Settings → My User → API Token → Generate, or the service user's token).";
+
+/// A validated SentinelOne API token.
+///
+/// `Debug` and `Display` never print it; only [`ApiToken::authorization`]
+/// reveals it, for the `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// Trims surrounding whitespace and rejects empty tokens and tokens with
+    /// inner whitespace, control or non-ASCII characters.
+    pub fn parse(input: &str) -> Result<ApiToken> {
+        let token = input.trim();
+        if token.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "The API token is empty. {HOW_TO_GET_ONE}"
+            )));
+        }
+        if let Some(scheme) = auth_scheme_prefix(token) {
+            return Err(Error::InvalidConfig(format!(
+                "The API token starts with \"{scheme} \". Paste only the token itself, \
+                 without the \"{scheme}\" prefix."
+            )));
+        }
+        if token.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidConfig(format!(
+                "The API token contains spaces or line breaks, so it was pasted incompletely \
+                 or with extra text. {HOW_TO_GET_ONE}"
+            )));
+        }
+        if token.chars().any(|c| c.is_control() || !c.is_ascii()) {
+            return Err(Error::InvalidConfig(format!(
+                "The API token contains control or non-ASCII characters, which no SentinelOne \
+                 token has. {HOW_TO_GET_ONE}"
+            )));
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Error::InvalidConfig(format!(
+                "The API token is {} bytes long; SentinelOne tokens are far shorter \
+                 (at most {MAX_TOKEN_LEN} accepted). {HOW_TO_GET_ONE}",
+                token.len()
+            )));
+        }
+        Ok(ApiToken(token.to_owned()))
+    }
+
+    /// The `Authorization` header value: `ApiToken <token>`.
+    pub fn authorization(&self) -> String {
+        format!("ApiToken {}", self.0)
+    }
+
+    /// The raw token, for the one request body that must carry it
+    /// (`users/api-token-details`).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the token replaced by `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        text.replace(&self.0, "[REDACTED]")
+    }
+}
+
+/// Recognises a pasted `ApiToken xyz` / `Bearer xyz` header value.
+fn auth_scheme_prefix(token: &str) -> Option<&str> {
+    let (first, rest) = token.split_once(char::is_whitespace)?;
+    let known = ["apitoken", "bearer", "token"];
+    (known.contains(&first.to_ascii_lowercase().as_str()) && !rest.trim().is_empty())
+        .then_some(first)
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_builds_header() {
+        let t = ApiToken::parse("  eyJhbGciOi.abc-DEF_123  \n").unwrap();
+        assert_eq!(t.authorization(), "ApiToken eyJhbGciOi.abc-DEF_123");
+    }
+
+    #[test]
+    fn rejects_bad_tokens_without_echoing_them() {
+        let cases = [
+            "",
+            "   ",
+            "abc def",
+            "abc\tdef",
+            "abc\ndef",
+            "abc\u{0}def",
+            "abc\u{7f}def",
+            "tökén",
+            "ApiToken secretvalue",
+            "Bearer secretvalue",
+        ];
+        for case in cases {
+            let err = ApiToken::parse(case).unwrap_err();
+            assert_eq!(err.kind(), "invalid-config", "{case:?}");
+            for part in ["secretvalue", "def", "tökén"] {
+                assert!(!err.message().contains(part), "{case:?} leaked: {err}");
+            }
+        }
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(ApiToken::parse(&huge).unwrap_err().kind(), "invalid-config");
+    }
+
+    #[test]
+    fn prefix_message_names_the_scheme() {
+        let err = ApiToken::parse("ApiToken xyz").unwrap_err();
+        assert!(
+            err.message().contains("without the \"ApiToken\" prefix"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_and_redact_hide_the_token() {
+        let t = ApiToken::parse("s3cr3t-token").unwrap();
+        assert_eq!(format!("{t:?}"), "ApiToken([REDACTED])");
+        assert_eq!(t.redact("x s3cr3t-token y"), "x [REDACTED] y");
+    }
+}

@@ -1,0 +1,174 @@
+//! The one seam between the domain logic and the network.
+//!
+//! The component implements [`Transport`] over `wasi:http`; unit tests
+//! implement it with scripted responses. Everything above this trait is plain
+//! Rust.
+
+use std::fmt;
+use std::time::Duration;
+
+/// HTTP methods the connector uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A read.
+    Get,
+    /// An action or a read that needs a body.
+    Post,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One outgoing HTTPS request to the console.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    /// GET or POST.
+    pub method: Method,
+    /// The console's hostname; the scheme is always `https`.
+    pub authority: String,
+    /// Path and query, e.g. `/web/api/v2.1/agents?limit=1`.
+    pub path_and_query: String,
+    /// Header names (lower-case) and values, `authorization` included.
+    pub headers: Vec<(String, String)>,
+    /// A JSON body for POSTs.
+    pub body: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Headers and body can hold the token, so they are left out.
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("authority", &self.authority)
+            .field("path_and_query", &self.path_and_query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response with its body read (up to the transport's cap).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Header names (lower-case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True for 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why no response was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The host's egress policy refused the destination.
+    Denied,
+    /// The hostname did not resolve.
+    Dns,
+    /// The TCP connection was refused, reset or could not be made.
+    Connect(String),
+    /// A connect, first-byte or between-bytes timeout expired.
+    Timeout,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls(String),
+    /// The response body exceeded the cap, in bytes.
+    BodyTooLarge(u64),
+    /// The peer broke the HTTP protocol.
+    Protocol(String),
+    /// Anything else the transport reported.
+    Other(String),
+}
+
+/// Sends requests and waits between retries.
+pub trait Transport {
+    /// Sends `request` and returns the response with its body read.
+    fn send(&mut self, request: &Request) -> Result<Response, TransportError>;
+
+    /// Waits `duration` before a retry.
+    fn pause(&mut self, duration: Duration);
+
+    /// A random number, for retry jitter.
+    fn random(&mut self) -> u64;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A scripted transport for unit tests.
+
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Answers requests from a queue and records what was sent.
+    #[derive(Default)]
+    pub struct Scripted {
+        pub replies: VecDeque<Result<Response, TransportError>>,
+        pub sent: Vec<Request>,
+        pub pauses: Vec<Duration>,
+    }
+
+    impl Scripted {
+        pub fn reply(mut self, status: u16, body: &str) -> Self {
+            self.replies.push_back(Ok(Response {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.as_bytes().to_vec(),
+            }));
+            self
+        }
+
+        pub fn reply_with(mut self, response: Response) -> Self {
+            self.replies.push_back(Ok(response));
+            self
+        }
+
+        pub fn fail(mut self, error: TransportError) -> Self {
+            self.replies.push_back(Err(error));
+            self
+        }
+
+        pub fn paths(&self) -> Vec<String> {
+            self.sent
+                .iter()
+                .map(|r| format!("{} {}", r.method.as_str(), r.path_and_query))
+                .collect()
+        }
+    }
+
+    impl Transport for Scripted {
+        fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
+            self.sent.push(request.clone());
+            self.replies
+                .pop_front()
+                .unwrap_or_else(|| panic!("no scripted reply for {request:?}"))
+        }
+
+        fn pause(&mut self, duration: Duration) {
+            self.pauses.push(duration);
+        }
+
+        fn random(&mut self) -> u64 {
+            0x9e37_79b9_7f4a_7c15
+        }
+    }
+}
