@@ -1,6 +1,6 @@
 //! Builds the connector component for `wasm32-wasip2` so the host can embed
-//! it. The nested cargo uses its own target directory under `OUT_DIR`, which
-//! avoids waiting on the outer build's lock (the wasmtime test-programs way).
+//! it. The nested cargo uses its own target directory, which avoids waiting on
+//! the outer build's lock (the wasmtime test-programs way).
 
 use std::env;
 use std::path::PathBuf;
@@ -10,7 +10,13 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let target_dir = out_dir.join("component-target");
+    // `<target>/<profile>/build/<pkg>-<hash>/out` → `<target>/component`: one
+    // guest build cache shared by every profile and by clippy, so the
+    // component is compiled once, not once per build-script hash.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map_or_else(|| out_dir.join("component-target"), |t| t.join("component"));
 
     for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());

@@ -269,7 +269,7 @@ mod tests {
     fn client(t: &mut Scripted) -> Client<'_, Scripted> {
         Client::new(
             Console::parse("u1-s1").unwrap(),
-            ApiToken::parse("tok-123").unwrap(),
+            ApiToken::parse("tok-1234").unwrap(),
             t,
         )
     }
@@ -293,10 +293,10 @@ mod tests {
         assert_eq!(r.path_and_query, "/web/api/v2.1/agents?limit=1");
         assert!(
             r.headers
-                .contains(&("authorization".into(), "ApiToken tok-123".into()))
+                .contains(&("authorization".into(), "ApiToken tok-1234".into()))
         );
-        assert!(!r.path_and_query.contains("tok-123"));
-        assert!(!format!("{r:?}").contains("tok-123"));
+        assert!(!r.path_and_query.contains("tok-1234"));
+        assert!(!format!("{r:?}").contains("tok-1234"));
     }
 
     #[test]

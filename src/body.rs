@@ -198,7 +198,7 @@ mod tests {
         assert!(summarize(long.as_bytes()).chars().count() <= QUOTE_LIMIT + 1);
         let s = summarize(b"a\x1b[31mred\x07\nsecond line");
         assert!(!s.chars().any(char::is_control), "{s:?}");
-        assert_eq!(summarize(&[0xff, 0xfe, 0x00, 0x41]), "\u{fffd}\u{fffd}  A");
+        assert_eq!(summarize(&[0xff, 0xfe, 0x00, 0x41]), "\u{fffd}\u{fffd} A");
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(!summarize(deep.as_bytes()).is_empty());
     }

@@ -68,7 +68,7 @@ fn with_client<R>(
         f(&mut client)
     });
     result.map_err(|e| {
-        let e = if raw_token.is_empty() {
+        let e = if raw_token.len() < crate::token::MIN_TOKEN_LEN {
             e
         } else {
             e.map_message(|m| m.replace(raw_token, "[REDACTED]"))

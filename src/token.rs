@@ -8,6 +8,11 @@ use crate::error::{Error, Result};
 /// accident, and a header that size would be refused upstream anyway.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// Real tokens are JWTs of hundreds of characters. Refusing very short values
+/// also keeps redaction meaningful: every accepted token is long enough that
+/// replacing it in a message cannot mangle ordinary words.
+pub const MIN_TOKEN_LEN: usize = 8;
+
 /// What to tell the user when the token field is unusable.
 const HOW_TO_GET_ONE: &str = "Paste the API token exactly as the console shows it \
      (Settings → My User → API Token → Generate, or the service user's token).";
@@ -45,6 +50,13 @@ impl ApiToken {
             return Err(Error::InvalidConfig(format!(
                 "The API token contains control or non-ASCII characters, which no SentinelOne \
                  token has. {HOW_TO_GET_ONE}"
+            )));
+        }
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(Error::InvalidConfig(format!(
+                "The API token is only {} characters long; SentinelOne tokens are much longer, so \
+                 it was probably cut off. {HOW_TO_GET_ONE}",
+                token.len()
             )));
         }
         if token.len() > MAX_TOKEN_LEN {
@@ -103,19 +115,20 @@ mod tests {
         let cases = [
             "",
             "   ",
-            "abc def",
-            "abc\tdef",
-            "abc\ndef",
-            "abc\u{0}def",
-            "abc\u{7f}def",
-            "tökén",
+            "abcd efgh",
+            "abcd\tefgh",
+            "abcd\nefgh",
+            "abcd\u{0}efgh",
+            "abcd\u{7f}efgh",
+            "tökén-tökén",
+            "short",
             "ApiToken secretvalue",
             "Bearer secretvalue",
         ];
         for case in cases {
             let err = ApiToken::parse(case).unwrap_err();
             assert_eq!(err.kind(), "invalid-config", "{case:?}");
-            for part in ["secretvalue", "def", "tökén"] {
+            for part in ["secretvalue", "efgh", "tökén", "short"] {
                 assert!(!err.message().contains(part), "{case:?} leaked: {err}");
             }
         }
@@ -125,7 +138,7 @@ mod tests {
 
     #[test]
     fn prefix_message_names_the_scheme() {
-        let err = ApiToken::parse("ApiToken xyz").unwrap_err();
+        let err = ApiToken::parse("ApiToken xyz12345").unwrap_err();
         assert!(
             err.message().contains("without the \"ApiToken\" prefix"),
             "{err}"

@@ -42,7 +42,7 @@ pub struct ConnectionReport {
     pub console_url: String,
     /// Token expiry, RFC 3339 UTC.
     pub token_expires_at: Option<String>,
-    /// Whole days until expiry, negative once expired.
+    /// Days until expiry, rounded to the nearest day; negative once expired.
     pub token_days_left: Option<i64>,
     /// The token's user.
     pub user: Option<String>,
@@ -196,7 +196,8 @@ fn expiry_at(value: &Value, path: &[&str], warnings: &mut Vec<String>) -> Option
 
 fn note_expiry(report: &mut ConnectionReport, expires: i64, now: i64) {
     let left = expires - now;
-    let days = left.div_euclid(DAY);
+    // Rounded, so a token issued for 5 days reads "5" and not "4" a second later.
+    let days = (left + DAY / 2).div_euclid(DAY);
     let date = format_rfc3339(expires);
     report.token_expires_at = Some(date.clone());
     report.token_days_left = Some(days);
@@ -286,7 +287,7 @@ mod tests {
     fn run(t: &mut Scripted) -> Result<ConnectionReport> {
         let mut client = Client::new(
             Console::parse("u1-s1").unwrap(),
-            ApiToken::parse("tok-abc").unwrap(),
+            ApiToken::parse("tok-abcd").unwrap(),
             t,
         );
         validate(&mut client, NOW)
@@ -322,7 +323,7 @@ mod tests {
             ]
         );
         let body: Value = serde_json::from_slice(t.sent[0].body.as_ref().unwrap()).unwrap();
-        assert_eq!(body, serde_json::json!({"data":{"apiToken":"tok-abc"}}));
+        assert_eq!(body, serde_json::json!({"data":{"apiToken":"tok-abcd"}}));
         assert_eq!(r.console_url, "https://u1-s1.sentinelone.net");
         assert_eq!(r.token_days_left, Some(180));
         assert_eq!(r.user.as_deref(), Some("SOAR Service"));

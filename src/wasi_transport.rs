@@ -31,13 +31,16 @@ impl Transport for WasiTransport {
             .map_err(|()| other("request body already taken"))?;
         let pending =
             outgoing_handler::handle(outgoing, Some(options())).map_err(map_error_code)?;
-        write_body(body, request.body.as_deref())?;
+        // When the host refuses the request it closes the body stream, so a
+        // write error is only reported if the response carries no better one.
+        let written = write_body(body, request.body.as_deref());
         pending.subscribe().block();
         let response = pending
             .get()
             .ok_or_else(|| other("response not ready after waiting"))?
             .map_err(|()| other("response already taken"))?
             .map_err(map_error_code)?;
+        written?;
         let status = response.status();
         let headers = response
             .headers()
@@ -138,11 +141,29 @@ fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, TransportError> {
             Err(StreamError::LastOperationFailed(e)) => {
                 return Err(match http_error_code(&e) {
                     Some(code) => map_error_code(code),
-                    None => TransportError::Protocol(e.to_debug_string()),
+                    None => classify_body_error(&e.to_debug_string()),
                 });
             }
         }
     }
+}
+
+/// wasmtime-wasi-http 48 keeps body errors as its own error type, so
+/// `http-error-code` cannot recover them; its message is all the guest gets.
+fn classify_body_error(text: &str) -> TransportError {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("body size exceeds limit") {
+        let limit = lower
+            .split("limit: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        return TransportError::BodyTooLarge(limit.unwrap_or(MAX_RESPONSE_BYTES));
+    }
+    if lower.contains("timeout") || lower.contains("timed out") {
+        return TransportError::Timeout;
+    }
+    TransportError::Protocol(text.to_owned())
 }
 
 fn other(message: &str) -> TransportError {

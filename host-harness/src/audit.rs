@@ -59,7 +59,9 @@ pub(crate) fn millis(d: Duration) -> u64 {
 /// replaced by `[REDACTED]`.
 pub(crate) fn redact_path(path: &str, secret: Option<&str>) -> String {
     let path = match secret {
-        Some(s) if !s.is_empty() => path.replace(s, "[REDACTED]"),
+        // Short values are not tokens the connector accepts; replacing them
+        // would only mangle the path.
+        Some(s) if s.len() >= 8 => path.replace(s, "[REDACTED]"),
         _ => path.to_owned(),
     };
     let Some((base, query)) = path.split_once('?') else {
@@ -90,8 +92,8 @@ mod tests {
     fn redacts_secret_and_token_params() {
         assert_eq!(
             redact_path(
-                "/a/s3cr3t?APIToken=s3cr3t&limit=1&apiToken=other",
-                Some("s3cr3t")
+                "/a/s3cr3t-token?APIToken=s3cr3t-token&limit=1&apiToken=other",
+                Some("s3cr3t-token")
             ),
             "/a/[REDACTED]?APIToken=[REDACTED]&limit=1&apiToken=[REDACTED]"
         );

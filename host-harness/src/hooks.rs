@@ -200,13 +200,14 @@ impl Body for AuditedBody {
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
-                    if this.bytes > this.cap {
+                    let total = this.bytes + data.len() as u64;
+                    if total > this.cap {
                         this.finish("body-too-large".into());
                         return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
                             this.cap,
                         )))));
                     }
+                    this.bytes = total;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

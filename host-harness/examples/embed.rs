@@ -1,0 +1,54 @@
+//! Embedding the connector in a SOAR engine: compile once, then validate a
+//! tenant's connection in a fresh sandboxed instance under that tenant's
+//! policy. Runs offline against the built-in simulator:
+//!
+//! ```sh
+//! cargo run -p connector-host --example embed
+//! ```
+
+use std::time::Duration;
+
+use connector_host::simulator::{Simulator, tokens};
+use connector_host::{CallError, CallPolicy, Connection, EgressPolicy, Runtime};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Once per process (or per connector version): compile and link.
+    let runtime = Runtime::builtin()?;
+
+    // A stand-in for the tenant's console. In production, leave out
+    // `connect_to`: requests then go over HTTPS to *.sentinelone.net.
+    let sim = Simulator::start().await?;
+    let egress = EgressPolicy::default().connect_to("u1234-s123.sentinelone.net", sim.addr())?;
+    let policy = CallPolicy::with_egress(egress)
+        .http_timeout(Duration::from_secs(10))
+        .deadline(Duration::from_secs(60));
+
+    // Per call: what the tenant saved in the connection form.
+    let connection = Connection {
+        management_host: "u1234-s123".into(),
+        api_token: tokens::EXPIRING.into(),
+    };
+    let outcome = runtime.validate_connection(&connection, &policy).await;
+
+    match outcome.result {
+        Ok(report) => {
+            println!(
+                "{} works; token has {:?} days left",
+                report.console_url, report.token_days_left
+            );
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
+        }
+        Err(CallError::Connector(e)) => println!("tell the admin ({}): {}", e.kind(), e.message()),
+        Err(CallError::Host(e)) => println!("platform problem ({}): {e}", e.kind()),
+    }
+    for r in &outcome.requests {
+        println!(
+            "audit: {} {}{} -> {:?} in {} ms",
+            r.method, r.host, r.path, r.status, r.duration_ms
+        );
+    }
+    Ok(())
+}

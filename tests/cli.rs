@@ -1,0 +1,256 @@
+//! End-to-end through the `connector-host` binary: exit statuses, the JSON
+//! shape, and a canary token that must never appear in any output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use connector_host::simulator::{Fault, FaultKind, Simulator, TokenProfile};
+use serde_json::Value;
+
+/// Every log line of ours and of the HTTP stack; only the compiler's own
+/// tracing (megabytes per component) is left out.
+const LOG_EVERYTHING: &str = "trace,cranelift_codegen=warn,cranelift_frontend=warn,\
+     regalloc2=warn,wasmtime_cranelift=warn,wasmtime_environ=warn,wasmtime=info";
+
+const CANARY: &str = "CANARY-5f1e2d7c-do-not-print-9a8b";
+
+/// `target/<profile>/connector-host`, built by `cargo test --workspace`.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = dir.join("connector-host");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(binary());
+        cmd.args(&args)
+            .env_remove("S1_API_TOKEN")
+            .env_remove("S1_CONSOLE")
+            .env("RUST_LOG", LOG_EVERYTHING);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn validate_args(sim: &Simulator, console: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "validate".to_owned(),
+        "--console".to_owned(),
+        console.to_owned(),
+        "--connect-to".to_owned(),
+        format!("canary.sentinelone.net={}", sim.addr()),
+        "--timeout".to_owned(),
+        "1".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn json(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "exactly one JSON line: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_token_never_appears_in_any_output() {
+    let token_env = vec![("S1_API_TOKEN", CANARY.to_owned())];
+    let profiles = [
+        TokenProfile::admin("admin"),
+        TokenProfile::admin("expiring")
+            .expires_in(std::time::Duration::from_secs(86_400 * 3), false),
+        TokenProfile::admin("restricted").role("Custom", &["Endpoints.view"]),
+        TokenProfile::admin("429").fault(Fault::always(FaultKind::RateLimited { retry_after: 1 })),
+        TokenProfile::admin("500").fault(Fault::always(FaultKind::PlainTextError)),
+        TokenProfile::admin("malformed").fault(Fault::always(FaultKind::MalformedJson)),
+        TokenProfile::admin("stall").fault(Fault::always(FaultKind::Stall)),
+        TokenProfile::admin("expired").expires_in(std::time::Duration::from_secs(60), true),
+    ];
+    let mut outputs = Vec::new();
+    for profile in profiles {
+        let sim = Simulator::start().await.unwrap();
+        sim.add_token(CANARY, profile);
+        for extra in [&[][..], &["--json"][..]] {
+            outputs.push(run(validate_args(&sim, "canary", extra), token_env.clone()).await);
+        }
+        assert!(sim.requests().iter().all(|r| {
+            !r.path.contains(CANARY) && r.query.as_deref().is_none_or(|q| !q.contains(CANARY))
+        }));
+    }
+    // Unknown token, token from a file and from a named variable, a token
+    // with the canary inside junk, and hostile console values.
+    let sim = Simulator::start().await.unwrap();
+    outputs.push(
+        run(
+            validate_args(&sim, "canary", &["--json"]),
+            token_env.clone(),
+        )
+        .await,
+    );
+    let dir = std::env::temp_dir().join(format!("canary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, format!("  {CANARY}\n")).unwrap();
+    outputs.push(
+        run(
+            validate_args(&sim, "canary", &["--token-file", file.to_str().unwrap()]),
+            vec![],
+        )
+        .await,
+    );
+    outputs.push(
+        run(
+            validate_args(&sim, "canary", &["--token-env", "MY_TOKEN"]),
+            vec![("MY_TOKEN", CANARY.to_owned())],
+        )
+        .await,
+    );
+    outputs.push(
+        run(
+            validate_args(&sim, "canary", &["--json"]),
+            vec![("S1_API_TOKEN", format!("ApiToken {CANARY}"))],
+        )
+        .await,
+    );
+    outputs.push(
+        run(
+            validate_args(&sim, "canary", &[]),
+            vec![("S1_API_TOKEN", format!("{CANARY}\u{7}"))],
+        )
+        .await,
+    );
+    for console in [
+        "http://canary.sentinelone.net",
+        "127.0.0.1",
+        "evil.example.com",
+        "canary.invalid",
+    ] {
+        outputs.push(run(validate_args(&sim, console, &["--json"]), token_env.clone()).await);
+    }
+    for cmd in [
+        vec!["describe"],
+        vec!["describe", "--json"],
+        vec!["demo"],
+        vec!["demo", "--json"],
+    ] {
+        outputs.push(
+            run(
+                cmd.into_iter().map(str::to_owned).collect(),
+                token_env.clone(),
+            )
+            .await,
+        );
+    }
+    assert!(outputs.len() >= 28);
+    for output in &outputs {
+        let all = text(output);
+        assert!(!all.contains(CANARY), "token leaked:\n{all}");
+        assert!(
+            !all.contains("5f1e2d7c"),
+            "part of the token leaked:\n{all}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_and_json_shape() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(CANARY, TokenProfile::admin("admin"));
+    let env = vec![("S1_API_TOKEN", CANARY.to_owned())];
+
+    let ok = run(validate_args(&sim, "canary", &["--json"]), env.clone()).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let v = json(&ok);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["result"]["console_url"], "https://canary.sentinelone.net");
+    assert_eq!(v["result"]["permissions"][0]["state"], "granted");
+    assert_eq!(v["requests"].as_array().unwrap().len(), 4);
+    assert_eq!(v["requests"][0]["method"], "POST");
+    assert_eq!(v["requests"][0]["status"], 200);
+
+    let denied = run(
+        validate_args(&sim, "canary.example.com", &["--json"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(denied.status.code(), Some(1));
+    let v = json(&denied);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "egress-denied");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("canary.example.com")
+    );
+
+    let bad = run(
+        validate_args(&sim, "http://x.sentinelone.net", &["--json"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(json(&bad)["error"]["kind"], "invalid-config");
+
+    let unauthorized = run(
+        validate_args(&sim, "canary", &[]),
+        vec![("S1_API_TOKEN", "wrong-token-value".into())],
+    )
+    .await;
+    assert_eq!(unauthorized.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unauthorized.stderr).contains("Connector error (unauthorized)")
+    );
+
+    // Usage errors: no token, a non-loopback route, an unknown flag.
+    let no_token = run(validate_args(&sim, "canary", &["--json"]), vec![]).await;
+    assert_eq!(no_token.status.code(), Some(2));
+    assert_eq!(json(&no_token)["error"]["kind"], "usage");
+    let mut args = validate_args(&sim, "canary", &[]);
+    args.extend([
+        "--connect-to".into(),
+        "canary.sentinelone.net=10.0.0.5:443".into(),
+    ]);
+    let remote = run(args, env.clone()).await;
+    assert_eq!(remote.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"));
+    let unknown = run(
+        vec!["validate".into(), "--token".into(), "x".into()],
+        env.clone(),
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(2));
+
+    let demo = run(vec!["demo".into(), "--json".into()], vec![]).await;
+    assert_eq!(demo.status.code(), Some(0), "{}", text(&demo));
+    let v = json(&demo);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["result"]["steps"][2]["error"]["kind"], "unauthorized");
+
+    let describe = run(vec!["describe".into(), "--json".into()], vec![]).await;
+    assert_eq!(describe.status.code(), Some(0));
+    assert_eq!(
+        json(&describe)["result"]["connection_fields"][1]["secret"],
+        true
+    );
+}

@@ -1,0 +1,154 @@
+//! Every SentinelOne response body in the shared conformance corpus (real
+//! bodies from other projects' test suites) must be understood without a
+//! panic. The corpus is read from `S1_CONFORMANCE_DIR`; it is never copied
+//! into this repository.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sentinelone_connector::api::{Client, parse_json};
+use sentinelone_connector::body;
+use sentinelone_connector::console::Console;
+use sentinelone_connector::token::ApiToken;
+use sentinelone_connector::transport::{Method, Request, Response, Transport, TransportError};
+use serde_json::Value;
+
+fn corpus() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("S1_CONFORMANCE_DIR")?);
+    assert!(
+        dir.is_dir(),
+        "S1_CONFORMANCE_DIR={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if path.to_string_lossy().contains(".json") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Answers every request with one canned response.
+struct Canned(Response);
+
+impl Transport for Canned {
+    fn send(&mut self, _: &Request) -> Result<Response, TransportError> {
+        Ok(self.0.clone())
+    }
+    fn pause(&mut self, _: Duration) {}
+    fn random(&mut self) -> u64 {
+        7
+    }
+}
+
+fn printable(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_control) && s.chars().count() <= 600
+}
+
+#[test]
+fn every_body_parses_and_summarises() {
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    let files = files(&dir);
+    assert!(
+        files.len() >= 30,
+        "expected the whole corpus, found {}",
+        files.len()
+    );
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        let response = Response {
+            status: 200,
+            headers: vec![],
+            body: bytes.clone(),
+        };
+        let value: Value = parse_json(&response, Method::Get, "/x")
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(printable(&body::summarize(&bytes)), "{}", path.display());
+        for warning in body::warnings_in(&value) {
+            assert!(printable(&warning), "{}: {warning:?}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_live_tenant_error_body_maps_to_the_right_kind() {
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    let sweep: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("sentinelone-ai-siem/tenant_capabilities.json")).unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for row in sweep["rows"].as_array().unwrap() {
+        let (Some(status), Some(error)) = (row["status"].as_u64(), row["error"].as_str()) else {
+            continue;
+        };
+        let Some(raw) = error.strip_prefix(&format!("HTTP {status}: ")) else {
+            continue;
+        };
+        let mut transport = Canned(Response {
+            status: status as u16,
+            headers: vec![],
+            body: raw.as_bytes().to_vec(),
+        });
+        let mut client = Client::new(
+            Console::parse("usea1-acme").unwrap(),
+            ApiToken::parse("token-value").unwrap(),
+            &mut transport,
+        )
+        .with_retry(sentinelone_connector::retry::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        });
+        let err = client
+            .read_json::<Value>(Method::Get, "/x", None, Some("Some.permission"))
+            .unwrap_err();
+        let want = match status {
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not-found",
+            429 => "rate-limited",
+            _ => "upstream",
+        };
+        assert_eq!(err.kind(), want, "HTTP {status}: {raw:?}");
+        assert!(printable(err.message()), "{err:?}");
+        checked += 1;
+    }
+    assert!(checked >= 80, "only {checked} error rows found");
+}
+
+#[test]
+fn the_429_html_page_from_a_live_tenant_is_summarised_by_its_title() {
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    let text =
+        std::fs::read_to_string(dir.join("sentinelone-ai-siem/tenant_capabilities.json")).unwrap();
+    let sweep: Value = serde_json::from_str(&text).unwrap();
+    let page = sweep["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|r| r["error"].as_str().filter(|e| e.starts_with("HTTP 429: ")))
+        .expect("the sweep has a 429")
+        .trim_start_matches("HTTP 429: ");
+    assert_eq!(
+        body::summarize(page.as_bytes()),
+        "HTML page \"429 Too Many Requests\""
+    );
+}

@@ -1,0 +1,389 @@
+//! End-to-end: the built component, run in the host, against the simulator.
+//! Each test asserts what was sent (simulator log), what came back, and the
+//! host's audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use connector_host::simulator::{Fault, FaultKind, Simulator, TokenProfile, tokens};
+use connector_host::{CallError, ConnectorError, EgressPolicy, HostError, PermissionState};
+use support::*;
+
+fn connector_error<T: std::fmt::Debug>(outcome: connector_host::Outcome<T>) -> ConnectorError {
+    match outcome.result {
+        Err(CallError::Connector(e)) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    }
+}
+
+const VALIDATE_SEQUENCE: [&str; 4] = [
+    "POST /web/api/v2.1/users/api-token-details",
+    "GET /web/api/v2.1/user",
+    "GET /web/api/v2.1/agents?limit=1&skipCount=true",
+    "GET /web/api/v2.1/threats?limit=1&skipCount=true",
+];
+
+#[tokio::test]
+async fn healthy_token_gives_a_full_report_and_sends_exactly_four_reads() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = validate(&sim, tokens::ADMIN).await;
+    let report = outcome.result.expect("validation succeeds");
+
+    assert_eq!(report.console_url, "https://tenant.sentinelone.net");
+    assert_eq!(report.user.as_deref(), Some("SOAR Automation"));
+    assert_eq!(report.role.as_deref(), Some("Admin"));
+    assert_eq!(report.scope.as_deref(), Some("account"));
+    assert_eq!(report.token_days_left, Some(180));
+    assert!(report.token_expires_at.as_deref().unwrap().ends_with('Z'));
+    let perms: Vec<_> = report
+        .permissions
+        .iter()
+        .map(|p| (p.permission.as_str(), p.state))
+        .collect();
+    assert_eq!(
+        perms,
+        [
+            ("Endpoints.view", PermissionState::Granted),
+            ("Threats.view", PermissionState::Granted)
+        ]
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+    assert_eq!(request_lines(&sim), VALIDATE_SEQUENCE);
+    let log = sim.requests();
+    assert_eq!(
+        log[0].body,
+        format!(r#"{{"data":{{"apiToken":"{}"}}}}"#, tokens::ADMIN)
+    );
+    for r in &log {
+        assert_eq!(
+            r.host.as_deref(),
+            Some(HOST),
+            "Host header is the console's name"
+        );
+        assert_eq!(r.auth_scheme.as_deref(), Some("ApiToken"));
+        assert_eq!(r.token.as_deref(), Some("admin"));
+        assert!(
+            !r.path.contains(tokens::ADMIN)
+                && r.query
+                    .as_deref()
+                    .is_none_or(|q| !q.contains(tokens::ADMIN))
+        );
+    }
+
+    let audit = &outcome.requests;
+    assert_eq!(audit.len(), 4);
+    assert_eq!(audit[0].method, "POST");
+    assert_eq!(audit[0].host, HOST);
+    assert_eq!(audit[0].path, "/web/api/v2.1/users/api-token-details");
+    assert!(
+        audit
+            .iter()
+            .all(|r| r.status == Some(200) && r.outcome == "ok" && r.bytes > 0)
+    );
+}
+
+#[tokio::test]
+async fn token_expiring_within_thirty_days_is_a_warning_with_the_days_left() {
+    let sim = Simulator::start().await.unwrap();
+    let report = validate(&sim, tokens::EXPIRING).await.result.unwrap();
+    assert_eq!(report.token_days_left, Some(5));
+    assert_eq!(report.warnings.len(), 1);
+    assert!(
+        report.warnings[0].contains("expires in 5 days"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.warnings[0].contains("Settings → My User → API Token"));
+}
+
+#[tokio::test]
+async fn forbidden_user_read_is_a_warning_and_missing_permissions_are_reported() {
+    let sim = Simulator::start().await.unwrap();
+    let report = validate(&sim, tokens::RESTRICTED).await.result.unwrap();
+    assert_eq!(report.user, None);
+    assert_eq!(report.role, None);
+    assert_eq!(report.permissions[0].state, PermissionState::Granted);
+    assert_eq!(report.permissions[1].permission, "Threats.view");
+    assert_eq!(report.permissions[1].state, PermissionState::Denied);
+    assert!(report.warnings.iter().any(|w| w.contains("Users.view")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("lacks Threats.view"))
+    );
+    assert_eq!(request_lines(&sim), VALIDATE_SEQUENCE);
+}
+
+#[tokio::test]
+async fn viewer_token_validates() {
+    let sim = Simulator::start().await.unwrap();
+    let report = validate(&sim, tokens::VIEWER).await.result.unwrap();
+    assert_eq!(report.role.as_deref(), Some("Viewer"));
+    assert!(
+        report
+            .permissions
+            .iter()
+            .all(|p| p.state == PermissionState::Granted)
+    );
+}
+
+#[tokio::test]
+async fn expired_and_unknown_tokens_are_unauthorized_with_the_fix() {
+    let sim = Simulator::start().await.unwrap();
+    for token in [tokens::EXPIRED, "eyJ-not-a-token-the-console-knows"] {
+        sim.clear_requests();
+        let err = connector_error(validate(&sim, token).await);
+        assert_eq!(err.kind(), "unauthorized");
+        assert!(
+            err.message()
+                .contains("Settings → My User → API Token → Generate"),
+            "{err:?}"
+        );
+        assert!(err.message().contains("edit this connection"));
+        assert!(!err.message().contains(token));
+        assert_eq!(
+            request_lines(&sim),
+            ["POST /web/api/v2.1/users/api-token-details"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_config_sends_nothing() {
+    let sim = Simulator::start().await.unwrap();
+    let cases = [
+        ("http://tenant.sentinelone.net", tokens::ADMIN),
+        ("tenant.sentinelone.net:8443", tokens::ADMIN),
+        ("127.0.0.1", tokens::ADMIN),
+        ("console.sentinelone.net", tokens::ADMIN),
+        ("", tokens::ADMIN),
+        (CONSOLE, ""),
+        (CONSOLE, "two words"),
+    ];
+    for (console, token) in cases {
+        let outcome = runtime()
+            .validate_connection(&connection(console, token), &policy(&sim))
+            .await;
+        assert!(outcome.requests.is_empty(), "{console:?}");
+        let err = connector_error(outcome);
+        assert_eq!(err.kind(), "invalid-config", "{console:?} {token:?}");
+    }
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn retries_reads_after_429_honouring_retry_after_and_after_503() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = validate(&sim, tokens::RATE_LIMITED_ONCE).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let statuses: Vec<_> = outcome.requests.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Some(429), Some(200), Some(200), Some(200), Some(200)]
+    );
+    assert!(
+        outcome.elapsed >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let lines = request_lines(&sim);
+    assert_eq!(lines[0], lines[1], "the same read was sent again");
+
+    let sim = Simulator::start().await.unwrap();
+    let outcome = validate(&sim, tokens::UNAVAILABLE_ONCE).await;
+    assert!(outcome.result.is_ok());
+    assert_eq!(outcome.requests[0].status, Some(503));
+    assert_eq!(sim.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn persistent_429_gives_rate_limited_after_bounded_attempts() {
+    let sim = Simulator::start().await.unwrap();
+    let err = connector_error(validate(&sim, tokens::RATE_LIMITED).await);
+    match &err {
+        ConnectorError::RateLimited(r) => {
+            assert_eq!(r.retry_after_seconds, Some(1));
+            assert!(r.message.contains("4 attempts"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn plain_text_500_is_upstream_and_not_retried() {
+    let sim = Simulator::start().await.unwrap();
+    let err = connector_error(validate(&sim, tokens::SERVER_ERROR).await);
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("HTTP 500"), "{err:?}");
+    assert!(
+        err.message()
+            .contains("Server could not process the request.")
+    );
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_json_is_upstream() {
+    let sim = Simulator::start().await.unwrap();
+    let err = connector_error(validate(&sim, tokens::MALFORMED).await);
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("not the expected JSON"), "{err:?}");
+}
+
+#[tokio::test]
+async fn oversized_body_is_cut_off_by_the_host_cap_and_by_the_guest_cap() {
+    let sim = Simulator::start().await.unwrap();
+    // Host cap (1 MiB) below the body (12 MiB).
+    let policy = policy(&sim).max_response_bytes(1024 * 1024);
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::OVERSIZED), &policy)
+        .await;
+    assert_eq!(outcome.requests[0].outcome, "body-too-large");
+    assert!(
+        outcome.requests[0].bytes <= 1024 * 1024,
+        "{:?}",
+        outcome.requests
+    );
+    let err = connector_error(outcome);
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("larger than"), "{err:?}");
+
+    // Host cap above the body: the guest's own 8 MiB cap stops it.
+    let policy = policy_for_large(&sim);
+    let err = connector_error(
+        runtime()
+            .validate_connection(&connection(CONSOLE, tokens::OVERSIZED), &policy)
+            .await,
+    );
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("8388608-byte limit"), "{err:?}");
+}
+
+fn policy_for_large(sim: &Simulator) -> connector_host::CallPolicy {
+    policy(sim).max_response_bytes(64 * 1024 * 1024)
+}
+
+#[tokio::test]
+async fn stalled_response_times_out_as_unreachable() {
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim).http_timeout(Duration::from_secs(1));
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::STALL), &policy)
+        .await;
+    assert_eq!(outcome.requests.len(), 1);
+    assert_eq!(outcome.requests[0].outcome, "timeout");
+    let err = connector_error(outcome);
+    assert_eq!(err.kind(), "unreachable");
+    assert!(err.message().contains("did not answer"), "{err:?}");
+}
+
+#[tokio::test]
+async fn whole_call_deadline_stops_the_guest() {
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim)
+        .http_timeout(Duration::from_secs(30))
+        .deadline(Duration::from_millis(500));
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::STALL), &policy)
+        .await;
+    assert!(
+        matches!(outcome.result, Err(CallError::Host(HostError::Deadline(_)))),
+        "{:?}",
+        outcome.result
+    );
+    assert!(outcome.elapsed < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn egress_policy_denies_other_domains_before_any_connection() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = runtime()
+        .validate_connection(&connection("edr.example.com", tokens::ADMIN), &policy(&sim))
+        .await;
+    assert_eq!(outcome.requests.len(), 1);
+    assert!(
+        outcome.requests[0].outcome.starts_with("denied"),
+        "{:?}",
+        outcome.requests
+    );
+    assert_eq!(outcome.requests[0].host, "edr.example.com");
+    let err = connector_error(outcome);
+    assert_eq!(err.kind(), "egress-denied");
+    assert!(err.message().contains("edr.example.com"));
+    assert!(sim.requests().is_empty());
+
+    // Routing a name to loopback does not bypass the allow-list either.
+    let egress = EgressPolicy::default()
+        .connect_to("edr.example.com", sim.addr())
+        .unwrap();
+    let policy = connector_host::CallPolicy::with_egress(egress);
+    let err = connector_error(
+        runtime()
+            .validate_connection(&connection("edr.example.com", tokens::ADMIN), &policy)
+            .await,
+    );
+    assert_eq!(err.kind(), "egress-denied");
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn unresolvable_hostname_is_unreachable_naming_the_host_and_the_fix() {
+    let egress = EgressPolicy::default().allow_domain("invalid").unwrap();
+    let policy = connector_host::CallPolicy::with_egress(egress);
+    let outcome = runtime()
+        .validate_connection(
+            &connection("no-such-tenant.invalid", tokens::ADMIN),
+            &policy,
+        )
+        .await;
+    let err = connector_error(outcome);
+    assert_eq!(err.kind(), "unreachable");
+    assert!(
+        err.message()
+            .contains("no-such-tenant.invalid does not resolve"),
+        "{err:?}"
+    );
+    assert!(err.message().contains("before .sentinelone.net"));
+}
+
+#[tokio::test]
+async fn forbidden_on_every_probe_is_reported_not_fatal() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(
+        "custom-role-token",
+        TokenProfile::admin("custom").fault(Fault::always(FaultKind::Forbidden).on_path("/agents")),
+    );
+    let report = validate(&sim, "custom-role-token").await.result.unwrap();
+    assert_eq!(report.permissions[0].state, PermissionState::Denied);
+    assert!(
+        report.permissions[0]
+            .detail
+            .contains("Insufficient permissions")
+    );
+}
+
+#[tokio::test]
+async fn describe_lists_the_form_and_actions() {
+    let info = runtime().describe().await.unwrap();
+    assert_eq!(info.id, "sentinelone");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    let host = &info.connection_fields[0];
+    assert_eq!(
+        (host.name.as_str(), host.label.as_str()),
+        ("management-host", "Management Hostname")
+    );
+    assert!(
+        host.help.contains("u1234-s123.sentinelone.net") && host.help.contains("enter u1234-s123")
+    );
+    assert!(!host.secret && host.required);
+    let token = &info.connection_fields[1];
+    assert_eq!((token.label.as_str(), token.secret), ("API Token", true));
+    assert!(
+        info.actions
+            .iter()
+            .any(|a| a.id == "validate-connection" && !a.destructive)
+    );
+}
