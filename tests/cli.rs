@@ -14,17 +14,8 @@ const LOG_EVERYTHING: &str = "trace,cranelift_codegen=warn,cranelift_frontend=wa
 
 const CANARY: &str = "CANARY-5f1e2d7c-do-not-print-9a8b";
 
-/// `target/<profile>/connector-host`, built by `cargo test --workspace`.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = dir.join("connector-host");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace`",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_connector-host"))
 }
 
 async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {

@@ -366,6 +366,28 @@ async fn forbidden_on_every_probe_is_reported_not_fatal() {
 }
 
 #[tokio::test]
+async fn a_host_that_is_not_a_console_gives_not_found() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(
+        "not-a-console-token",
+        TokenProfile::admin("web").fault(Fault::always(FaultKind::NotFound)),
+    );
+    let outcome = validate(&sim, "not-a-console-token").await;
+    let err = connector_error(outcome);
+    assert_eq!(err.kind(), "not-found");
+    assert!(err.message().contains("404 page not found"), "{err:?}");
+    assert!(err.message().contains("is your management console"));
+    // Token details 404 only loses the expiry; the user read's 404 ends it.
+    assert_eq!(
+        request_lines(&sim),
+        [
+            "POST /web/api/v2.1/users/api-token-details",
+            "GET /web/api/v2.1/user"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn describe_lists_the_form_and_actions() {
     let info = runtime().describe().await.unwrap();
     assert_eq!(info.id, "sentinelone");

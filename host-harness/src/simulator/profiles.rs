@@ -61,6 +61,8 @@ pub enum FaultKind {
     Stall,
     /// 403 `Insufficient permissions`, whatever the role.
     Forbidden,
+    /// 404 with the plain-text body a host that is not a console sends.
+    NotFound,
 }
 
 /// A fault and when it applies.

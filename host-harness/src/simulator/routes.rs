@@ -144,6 +144,7 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             "Insufficient permissions",
             None,
         ),
+        FaultKind::NotFound => not_found(),
     }
 }
 
