@@ -25,7 +25,8 @@ pub const TOKEN_FIX: &str = "Generate a new API token in the SentinelOne console
 pub enum Idempotency {
     /// A read: retried on 429, 502, 503 and 504.
     Read,
-    /// A state change: never sent twice by this client.
+    /// A state change: resent only after a 429, which the console answers
+    /// before processing; never after a server error or timeout.
     Action,
 }
 
@@ -59,6 +60,11 @@ impl<'t, T: Transport> Client<'t, T> {
         &self.console
     }
 
+    /// Waits, through the transport (between state polls).
+    pub fn pause(&mut self, duration: std::time::Duration) {
+        self.transport.pause(duration);
+    }
+
     /// The token, for the one endpoint that takes it in a body.
     pub(crate) fn token(&self) -> &ApiToken {
         &self.token
@@ -82,7 +88,11 @@ impl<'t, T: Transport> Client<'t, T> {
                 .transport
                 .send(&request)
                 .map_err(|e| self.transport_error(e, &request))?;
-            if idempotency == Idempotency::Action || !is_retryable_status(response.status) {
+            let retryable = match idempotency {
+                Idempotency::Read => is_retryable_status(response.status),
+                Idempotency::Action => response.status == 429,
+            };
+            if !retryable {
                 return Ok(response);
             }
             let retry_after = parse_retry_after(response.header("retry-after"));
@@ -254,6 +264,25 @@ pub fn parse_json<D: DeserializeOwned>(
             body::summarize(&response.body)
         ))
     })
+}
+
+/// Percent-encodes a query value. A value that already holds `%XX`
+/// escapes (cursors sometimes arrive that way) is decoded first, so it is
+/// never encoded twice.
+pub fn encode_query_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let already_encoded = bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    let raw: Vec<u8> = if already_encoded {
+        url::form_urlencoded::parse(format!("v={}", value.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap_or_else(|| bytes.to_vec())
+    } else {
+        bytes.to_vec()
+    };
+    url::form_urlencoded::byte_serialize(&raw).collect()
 }
 
 fn strip_query(path: &str) -> &str {
@@ -463,6 +492,48 @@ mod tests {
             assert!(err.message().contains(needle), "{err}");
             assert_eq!(t.sent.len(), 1, "transport errors are not retried");
         }
+    }
+
+    #[test]
+    fn actions_are_resent_only_after_429() {
+        let mut t = Scripted::default()
+            .reply_with(with_retry_after(429, "1", ""))
+            .reply(200, r#"{"data":{"affected":1}}"#);
+        let r = client(&mut t)
+            .send(
+                Method::Post,
+                "/agents/actions/disconnect",
+                None,
+                Idempotency::Action,
+            )
+            .unwrap();
+        assert_eq!((r.status, t.sent.len()), (200, 2));
+        for status in [500, 502, 503, 504] {
+            let mut t = Scripted::default().reply(status, "");
+            client(&mut t)
+                .send(
+                    Method::Post,
+                    "/agents/actions/disconnect",
+                    None,
+                    Idempotency::Action,
+                )
+                .unwrap();
+            assert_eq!(t.sent.len(), 1, "{status}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_encoded_once() {
+        assert_eq!(encode_query_value("a b&c=d"), "a+b%26c%3Dd");
+        assert_eq!(
+            encode_query_value("YWdl+bnQ/aWQ=="),
+            "YWdl%2BbnQ%2FaWQ%3D%3D"
+        );
+        assert_eq!(
+            encode_query_value("YWdl%2BbnQ%2FaWQ%3D%3D"),
+            "YWdl%2BbnQ%2FaWQ%3D%3D"
+        );
+        assert_eq!(encode_query_value("100%"), "100%25");
     }
 
     #[test]

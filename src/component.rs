@@ -3,9 +3,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::time::Duration;
+
+use crate::actions::{self, ActionOutcome, Direction};
 use crate::api::Client;
 use crate::console::Console;
 use crate::error::Error;
+use crate::hosts::{self, Host, NetworkState, Selector};
 use crate::info;
 use crate::token::ApiToken;
 use crate::validate::{self, PermissionState};
@@ -51,6 +55,93 @@ impl wit::Guest for Component {
         with_client(&conn, |client| {
             validate::validate(client, unix_now()).map(connection_report)
         })
+    }
+
+    fn get_host(
+        conn: wit_types::Connection,
+        host: wit_types::HostSelector,
+    ) -> Result<wit_types::Host, wit_types::ConnectorError> {
+        with_client(&conn, |client| {
+            let selector = selector(&host)?;
+            hosts::resolve(client, &selector).map(host_record)
+        })
+    }
+
+    fn isolate_host(
+        conn: wit_types::Connection,
+        host: wit_types::HostSelector,
+        options: wit::ActionOptions,
+    ) -> Result<wit::ActionOutcome, wit_types::ConnectorError> {
+        act(&conn, &host, &options, Direction::Isolate)
+    }
+
+    fn release_host(
+        conn: wit_types::Connection,
+        host: wit_types::HostSelector,
+        options: wit::ActionOptions,
+    ) -> Result<wit::ActionOutcome, wit_types::ConnectorError> {
+        act(&conn, &host, &options, Direction::Release)
+    }
+}
+
+fn act(
+    conn: &wit_types::Connection,
+    host: &wit_types::HostSelector,
+    options: &wit::ActionOptions,
+    direction: Direction,
+) -> Result<wit::ActionOutcome, wit_types::ConnectorError> {
+    let mut protected = conn.protected_hosts.clone();
+    protected.extend(options.protected_hosts.iter().cloned());
+    let wait = Duration::from_secs(options.wait_seconds.into());
+    with_client(conn, |client| {
+        let selector = selector(host)?;
+        actions::run(client, &selector, direction, &protected, wait).map(action_outcome)
+    })
+}
+
+fn selector(host: &wit_types::HostSelector) -> Result<Selector, Error> {
+    use wit_types::HostSelector as S;
+    match host {
+        S::AgentId(v) => Selector::parse("agent-id", v),
+        S::Uuid(v) => Selector::parse("uuid", v),
+        S::Hostname(v) => Selector::parse("hostname", v),
+        S::Ip(v) => Selector::parse("ip", v),
+        S::Mac(v) => Selector::parse("mac", v),
+    }
+}
+
+fn network_state(state: NetworkState) -> wit_types::NetworkState {
+    use wit_types::NetworkState as W;
+    match state {
+        NetworkState::Connected => W::Connected,
+        NetworkState::Disconnecting => W::Disconnecting,
+        NetworkState::Disconnected => W::Disconnected,
+        NetworkState::Connecting => W::Connecting,
+        NetworkState::Unknown => W::Unknown,
+    }
+}
+
+fn host_record(h: Host) -> wit_types::Host {
+    wit_types::Host {
+        agent_id: h.agent_id,
+        uuid: h.uuid,
+        hostname: h.hostname,
+        site: h.site,
+        account: h.account,
+        os: h.os,
+        ip_addresses: h.ip_addresses,
+        last_active: h.last_active,
+        active: h.active,
+        network_state: network_state(h.network_state),
+    }
+}
+
+fn action_outcome(o: ActionOutcome) -> wit::ActionOutcome {
+    wit::ActionOutcome {
+        host: host_record(o.host),
+        changed: o.changed,
+        network_state: network_state(o.network_state),
+        detail: o.detail,
     }
 }
 
@@ -100,6 +191,14 @@ fn connector_error(e: Error) -> wit_types::ConnectorError {
         Error::Unreachable(m) => W::Unreachable(m),
         Error::EgressDenied(m) => W::EgressDenied(m),
         Error::Upstream(m) => W::Upstream(m),
+        Error::Ambiguous {
+            message,
+            candidates,
+        } => W::Ambiguous(wit_types::AmbiguousHosts {
+            message,
+            candidates: candidates.into_iter().map(host_record).collect(),
+        }),
+        Error::ProtectedHost(m) => W::ProtectedHost(m),
     }
 }
 

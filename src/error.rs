@@ -32,6 +32,15 @@ pub enum Error {
     EgressDenied(String),
     /// An unexpected status or an unreadable body.
     Upstream(String),
+    /// A host selector matched several agents; nothing was changed.
+    Ambiguous {
+        /// What happened and what to do.
+        message: String,
+        /// Every matching agent.
+        candidates: Vec<crate::hosts::Host>,
+    },
+    /// The host is protected from isolation; nothing was sent.
+    ProtectedHost(String),
 }
 
 impl Error {
@@ -46,6 +55,8 @@ impl Error {
             Error::Unreachable(_) => "unreachable",
             Error::EgressDenied(_) => "egress-denied",
             Error::Upstream(_) => "upstream",
+            Error::Ambiguous { .. } => "ambiguous",
+            Error::ProtectedHost(_) => "protected-host",
         }
     }
 
@@ -58,8 +69,9 @@ impl Error {
             | Error::NotFound(m)
             | Error::Unreachable(m)
             | Error::EgressDenied(m)
-            | Error::Upstream(m) => m,
-            Error::RateLimited { message, .. } => message,
+            | Error::Upstream(m)
+            | Error::ProtectedHost(m) => m,
+            Error::RateLimited { message, .. } | Error::Ambiguous { message, .. } => message,
         }
     }
 
@@ -73,6 +85,14 @@ impl Error {
             Error::Unreachable(m) => Error::Unreachable(f(&m)),
             Error::EgressDenied(m) => Error::EgressDenied(f(&m)),
             Error::Upstream(m) => Error::Upstream(f(&m)),
+            Error::ProtectedHost(m) => Error::ProtectedHost(f(&m)),
+            Error::Ambiguous {
+                message,
+                candidates,
+            } => Error::Ambiguous {
+                message: f(&message),
+                candidates,
+            },
             Error::RateLimited {
                 message,
                 retry_after_seconds,

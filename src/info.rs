@@ -38,8 +38,8 @@ pub const ID: &str = "sentinelone";
 pub const NAME: &str = "SentinelOne";
 /// Catalogue description.
 pub const DESCRIPTION: &str = "Connects to a SentinelOne Singularity management console \
-     (Management API v2.1) with an API token: validates the connection and reports the token's \
-     expiry and permissions.";
+     (Management API v2.1) with an API token: validates the connection (token expiry and \
+     permissions) and isolates or releases exactly one endpoint at a time.";
 
 /// The connection form, in display order.
 pub const FIELDS: &[FormField] = &[
@@ -63,14 +63,49 @@ pub const FIELDS: &[FormField] = &[
         secret: true,
         required: true,
     },
+    FormField {
+        name: "protected-hosts",
+        label: "Protected Hosts",
+        help: "Hosts that must never be isolated through this connection, such as domain \
+               controllers and the SOAR server itself: hostnames, agent ids or IP addresses, \
+               one per entry.",
+        example: "DC-01, 10.0.0.2",
+        secret: false,
+        required: false,
+    },
 ];
 
 /// The actions offered.
-pub const ACTIONS: &[ActionInfo] = &[ActionInfo {
-    id: "validate-connection",
-    name: "Test Connection",
-    description: "Checks the hostname and token, and reports the token's expiry, user, role \
-                  and permissions.",
-    destructive: false,
-    permissions: &[],
-}];
+pub const ACTIONS: &[ActionInfo] = &[
+    ActionInfo {
+        id: "validate-connection",
+        name: "Test Connection",
+        description: "Checks the hostname and token, and reports the token's expiry, user, role \
+                      and permissions.",
+        destructive: false,
+        permissions: &[],
+    },
+    ActionInfo {
+        id: "get-host",
+        name: "Get Host",
+        description: "Finds exactly one endpoint by agent id, UUID, hostname, IP or MAC address \
+                      and shows its details and isolation state.",
+        destructive: false,
+        permissions: &["Endpoints.view"],
+    },
+    ActionInfo {
+        id: "isolate-host",
+        name: "Isolate Host",
+        description: "Disconnects exactly one endpoint from the network (only the console can \
+                      still reach it). Refuses protected hosts and ambiguous matches.",
+        destructive: true,
+        permissions: &["Endpoints.view", "Endpoints.disconnectFromNetwork"],
+    },
+    ActionInfo {
+        id: "release-host",
+        name: "Release Host",
+        description: "Reconnects an isolated endpoint to the network.",
+        destructive: true,
+        permissions: &["Endpoints.view", "Endpoints.reconnectToNetwork"],
+    },
+];

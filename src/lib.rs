@@ -8,17 +8,21 @@
 //! - [`token`] validates the API token and keeps it out of every message;
 //! - [`api`] is the Management API client (retries, error mapping) over the
 //!   [`transport::Transport`] trait;
-//! - [`validate`] implements `validate-connection`.
+//! - [`validate`] implements `validate-connection`;
+//! - [`hosts`] resolves a host selector to exactly one agent, and
+//!   [`actions`] isolates or releases it.
 //!
 //! Only the private `component` and `wasi_transport` modules, compiled for
 //! wasm32 alone, touch the generated bindings and `wasi:http`.
 
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod api;
 pub mod body;
 pub mod console;
 pub mod error;
+pub mod hosts;
 pub mod info;
 pub mod retry;
 pub mod time;

@@ -77,6 +77,12 @@ const PROBES: &[Probe] = &[
     },
 ];
 
+/// Permissions only an action itself can prove: there is no dry run.
+const ACTION_PERMISSIONS: &[(&str, &str)] = &[
+    ("Endpoints.disconnectFromNetwork", "isolating hosts"),
+    ("Endpoints.reconnectToNetwork", "releasing isolated hosts"),
+];
+
 /// Runs the validation against the client's console. `now` is Unix seconds.
 pub fn validate<T: Transport>(client: &mut Client<'_, T>, now: i64) -> Result<ConnectionReport> {
     let mut report = ConnectionReport {
@@ -96,6 +102,16 @@ pub fn validate<T: Transport>(client: &mut Client<'_, T>, now: i64) -> Result<Co
     for probe in PROBES {
         let check = run_probe(client, probe, &mut report.warnings)?;
         report.permissions.push(check);
+    }
+    for (permission, needed_for) in ACTION_PERMISSIONS {
+        report.permissions.push(PermissionCheck {
+            permission: (*permission).into(),
+            needed_for: (*needed_for).into(),
+            state: PermissionState::Unknown,
+            detail: "SentinelOne offers no read-only check for this permission; the first \
+                     isolate or release verifies it, and a refusal names it."
+                .into(),
+        });
     }
     Ok(report)
 }
@@ -329,11 +345,21 @@ mod tests {
         assert_eq!(r.user.as_deref(), Some("SOAR Service"));
         assert_eq!(r.role.as_deref(), Some("IR Team"));
         assert_eq!(r.scope.as_deref(), Some("account"));
-        assert!(
-            r.permissions
-                .iter()
-                .all(|p| p.state == PermissionState::Granted)
+        let states: Vec<_> = r
+            .permissions
+            .iter()
+            .map(|p| (p.permission.as_str(), p.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("Endpoints.view", PermissionState::Granted),
+                ("Threats.view", PermissionState::Granted),
+                ("Endpoints.disconnectFromNetwork", PermissionState::Unknown),
+                ("Endpoints.reconnectToNetwork", PermissionState::Unknown),
+            ]
         );
+        assert!(r.permissions[2].detail.contains("no read-only check"));
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 

@@ -137,6 +137,26 @@ async fn canary_token_never_appears_in_any_output() {
     ] {
         outputs.push(run(validate_args(&sim, console, &["--json"]), token_env.clone()).await);
     }
+    // The response actions, on a simulator where the canary is an admin.
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(CANARY, TokenProfile::admin("admin"));
+    for (cmd, selector) in [
+        ("get-host", ["--hostname", "fin-lt-0042"]),
+        ("get-host", ["--hostname", "RECEPTION-PC"]),
+        ("isolate", ["--ip", "10.0.0.1"]),
+        ("isolate", ["--ip", "10.0.0.1"]),
+        ("isolate", ["--hostname", "DC-01"]),
+        ("isolate", ["--mac", "00:11"]),
+        ("release", ["--agent-id", "1900000000000000001"]),
+    ] {
+        for json_flag in [&[][..], &["--json"][..]] {
+            let mut args = validate_args(&sim, "canary", json_flag);
+            args[0] = cmd.to_owned();
+            args.extend(selector.iter().map(|s| (*s).to_owned()));
+            args.extend(["--protect".to_owned(), "DC-01".to_owned()]);
+            outputs.push(run(args, token_env.clone()).await);
+        }
+    }
     for cmd in [
         vec!["describe"],
         vec!["describe", "--json"],
@@ -151,7 +171,7 @@ async fn canary_token_never_appears_in_any_output() {
             .await,
         );
     }
-    assert!(outputs.len() >= 28);
+    assert!(outputs.len() >= 42);
     for output in &outputs {
         let all = text(output);
         assert!(!all.contains(CANARY), "token leaked:\n{all}");
@@ -237,6 +257,69 @@ async fn exit_statuses_and_json_shape() {
     let v = json(&demo);
     assert_eq!(v["ok"], true);
     assert_eq!(v["result"]["steps"][2]["error"]["kind"], "unauthorized");
+
+    // Actions: exactly one selector; JSON results and candidates.
+    let action = |cmd: &str, selector: &[&str]| {
+        let mut args = validate_args(&sim, "canary", &["--json"]);
+        args[0] = cmd.to_owned();
+        args.extend(selector.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let two = run(
+        action(
+            "isolate",
+            &["--ip", "10.0.0.1", "--hostname", "FIN-LT-0042"],
+        ),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(
+        two.status.code(),
+        Some(2),
+        "two selectors are a usage error"
+    );
+    let none = run(action("isolate", &[]), env.clone()).await;
+    assert_eq!(none.status.code(), Some(2), "a selector is required");
+    let isolated = run(
+        action("isolate", &["--ip", "10.0.0.1", "--wait", "5"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(isolated.status.code(), Some(0), "{}", text(&isolated));
+    let v = json(&isolated);
+    assert_eq!(v["result"]["changed"], true);
+    assert_eq!(v["result"]["network_state"], "disconnected");
+    assert_eq!(v["result"]["host"]["hostname"], "FIN-LT-0042");
+    assert!(
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == "/web/api/v2.1/agents/actions/disconnect")
+    );
+    let again = json(&run(action("isolate", &["--ip", "10.0.0.1"]), env.clone()).await);
+    assert_eq!(again["result"]["changed"], false);
+    let ambiguous = run(
+        action("get-host", &["--hostname", "RECEPTION-PC"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(ambiguous.status.code(), Some(1));
+    let v = json(&ambiguous);
+    assert_eq!(v["error"]["kind"], "ambiguous");
+    assert_eq!(v["error"]["candidates"].as_array().unwrap().len(), 2);
+    let protected = run(
+        action("isolate", &["--hostname", "DC-01", "--protect", "dc-01"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(json(&protected)["error"]["kind"], "protected-host");
+    let too_long = run(
+        action("isolate", &["--hostname", "DC-01", "--wait", "301"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(too_long.status.code(), Some(2));
 
     let describe = run(vec!["describe".into(), "--json".into()], vec![]).await;
     assert_eq!(describe.status.code(), Some(0));

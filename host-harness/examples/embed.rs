@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use connector_host::simulator::{Simulator, tokens};
-use connector_host::{CallError, CallPolicy, Connection, EgressPolicy, Runtime};
+use connector_host::{
+    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,10 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .deadline(Duration::from_secs(60));
 
     // Per call: what the tenant saved in the connection form.
-    let connection = Connection {
-        management_host: "u1234-s123".into(),
-        api_token: tokens::EXPIRING.into(),
-    };
+    let mut connection = Connection::new("u1234-s123", tokens::EXPIRING);
+    connection.protected_hosts = vec!["DC-01".into()]; // never isolated through this connection
     let outcome = runtime.validate_connection(&connection, &policy).await;
 
     match outcome.result {
@@ -49,6 +49,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "audit: {} {}{} -> {:?} in {} ms",
             r.method, r.host, r.path, r.status, r.duration_ms
         );
+    }
+
+    // "Isolate Host" during an incident: exactly one machine, or an error.
+    let host = HostSelector::Hostname("FIN-LT-0042".into());
+    let options = ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 10,
+    };
+    match runtime
+        .isolate_host(&connection, &host, &options, &policy)
+        .await
+        .result
+    {
+        Ok(done) => println!(
+            "{} (changed: {}, now {:?})",
+            done.detail, done.changed, done.network_state
+        ),
+        Err(e) => println!("isolation refused or failed: {e}"),
     }
     Ok(())
 }

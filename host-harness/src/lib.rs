@@ -6,10 +6,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::builtin()?; // compile once, reuse for every call
-//! let connection = Connection {
-//!     management_host: "u1234-s123".into(),
-//!     api_token: std::env::var("S1_API_TOKEN")?,
-//! };
+//! let connection = Connection::new("u1234-s123", &std::env::var("S1_API_TOKEN")?);
 //! let policy = CallPolicy::with_egress(EgressPolicy::default()); // sentinelone.net only
 //! let outcome = runtime.validate_connection(&connection, &policy).await;
 //! match outcome.result {
@@ -41,7 +38,8 @@ pub use audit::AuditRecord;
 pub use error::HostError;
 pub use policy::{CallPolicy, EgressPolicy, PolicyError, Route};
 pub use runtime::{
-    ActionInfo, CallError, Connection, ConnectionReport, ConnectorError, ConnectorInfo, FormField,
+    ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,
+    ConnectionReport, ConnectorError, ConnectorInfo, FormField, Host, HostSelector, NetworkState,
     Outcome, PermissionCheck, PermissionState, RateLimit, Runtime,
 };
 

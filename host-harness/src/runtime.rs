@@ -1,6 +1,8 @@
 //! Loading the connector component and running one call in a fresh instance.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,9 +31,10 @@ pub(crate) mod bindings {
 
 use bindings::exports::soar::connector::{connector, types};
 pub use connector::{
-    ActionInfo, ConnectionReport, ConnectorInfo, FormField, PermissionCheck, PermissionState,
+    ActionInfo, ActionOptions, ActionOutcome, ConnectionReport, ConnectorInfo, FormField,
+    PermissionCheck, PermissionState,
 };
-pub use types::{ConnectorError, RateLimit};
+pub use types::{AmbiguousHosts, ConnectorError, Host, HostSelector, NetworkState, RateLimit};
 
 /// What the user saved for a connection. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct Connection {
     pub management_host: String,
     /// The API token as typed.
     pub api_token: String,
+    /// Hosts that must never be isolated (hostname, agent id or IP).
+    pub protected_hosts: Vec<String>,
 }
 
 impl fmt::Debug for Connection {
@@ -47,15 +52,26 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("management_host", &self.management_host)
             .field("api_token", &"[REDACTED]")
+            .field("protected_hosts", &self.protected_hosts)
             .finish()
     }
 }
 
 impl Connection {
+    /// A connection with no protected hosts.
+    pub fn new(management_host: &str, api_token: &str) -> Connection {
+        Connection {
+            management_host: management_host.to_owned(),
+            api_token: api_token.to_owned(),
+            protected_hosts: Vec::new(),
+        }
+    }
+
     fn to_wit(&self) -> types::Connection {
         types::Connection {
             management_host: self.management_host.clone(),
             api_token: self.api_token.clone(),
+            protected_hosts: self.protected_hosts.clone(),
         }
     }
 }
@@ -72,6 +88,8 @@ impl ConnectorError {
             ConnectorError::Unreachable(_) => "unreachable",
             ConnectorError::EgressDenied(_) => "egress-denied",
             ConnectorError::Upstream(_) => "upstream",
+            ConnectorError::Ambiguous(_) => "ambiguous",
+            ConnectorError::ProtectedHost(_) => "protected-host",
         }
     }
 
@@ -84,8 +102,10 @@ impl ConnectorError {
             | ConnectorError::NotFound(m)
             | ConnectorError::Unreachable(m)
             | ConnectorError::EgressDenied(m)
-            | ConnectorError::Upstream(m) => m,
+            | ConnectorError::Upstream(m)
+            | ConnectorError::ProtectedHost(m) => m,
             ConnectorError::RateLimited(r) => &r.message,
+            ConnectorError::Ambiguous(a) => &a.message,
         }
     }
 }
@@ -118,6 +138,9 @@ pub struct Outcome<T> {
     /// Wall-clock time of the whole call, instantiation included.
     pub elapsed: Duration,
 }
+
+/// The future of one exported call.
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
 /// Per-call store data.
 struct CallState {
@@ -207,16 +230,94 @@ impl Runtime {
         connection: &Connection,
         policy: &CallPolicy,
     ) -> Outcome<ConnectionReport> {
+        let conn = connection.to_wit();
+        self.call(policy, &connection.api_token, move |instance, store| {
+            Box::pin(async move {
+                instance
+                    .soar_connector_connector()
+                    .call_validate_connection(store, &conn)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Calls `get-host`: finds exactly one agent, read-only.
+    pub async fn get_host(
+        &self,
+        connection: &Connection,
+        host: &HostSelector,
+        policy: &CallPolicy,
+    ) -> Outcome<Host> {
+        let (conn, host) = (connection.to_wit(), host.clone());
+        self.call(policy, &connection.api_token, move |instance, store| {
+            Box::pin(async move {
+                instance
+                    .soar_connector_connector()
+                    .call_get_host(store, &conn, &host)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Calls `isolate-host`: network-isolates exactly one endpoint.
+    pub async fn isolate_host(
+        &self,
+        connection: &Connection,
+        host: &HostSelector,
+        options: &ActionOptions,
+        policy: &CallPolicy,
+    ) -> Outcome<ActionOutcome> {
+        let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
+        self.call(policy, &connection.api_token, move |instance, store| {
+            Box::pin(async move {
+                instance
+                    .soar_connector_connector()
+                    .call_isolate_host(store, &conn, &host, &options)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Calls `release-host`: reconnects exactly one endpoint.
+    pub async fn release_host(
+        &self,
+        connection: &Connection,
+        host: &HostSelector,
+        options: &ActionOptions,
+        policy: &CallPolicy,
+    ) -> Outcome<ActionOutcome> {
+        let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
+        self.call(policy, &connection.api_token, move |instance, store| {
+            Box::pin(async move {
+                instance
+                    .soar_connector_connector()
+                    .call_release_host(store, &conn, &host, &options)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Runs `export` in a fresh instance under `policy`, with the deadline,
+    /// and collects the audit trail.
+    async fn call<R>(
+        &self,
+        policy: &CallPolicy,
+        secret: &str,
+        export: impl for<'a> FnOnce(
+            &'a bindings::Sentinelone,
+            &'a mut Store<CallState>,
+        ) -> CallFuture<'a, Result<R, ConnectorError>>,
+    ) -> Outcome<R> {
         let started = Instant::now();
         let policy = Arc::new(policy.clone());
-        let (mut store, audit) = self.store(policy.clone(), Some(&connection.api_token));
+        let (mut store, audit) = self.store(policy.clone(), Some(secret));
         let run = async {
             let instance = self.instantiate(&mut store).await?;
-            instance
-                .soar_connector_connector()
-                .call_validate_connection(&mut store, &connection.to_wit())
-                .await
-                .map_err(trap)
+            export(&instance, &mut store).await.map_err(trap)
         };
         let result = with_deadline(policy.deadline, run).await;
         outcome(result, audit, started)

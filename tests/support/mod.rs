@@ -28,10 +28,7 @@ pub fn policy(sim: &Simulator) -> CallPolicy {
 }
 
 pub fn connection(console: &str, token: &str) -> Connection {
-    Connection {
-        management_host: console.into(),
-        api_token: token.into(),
-    }
+    Connection::new(console, token)
 }
 
 /// Validates `token` against `sim` under the default test policy.
@@ -48,6 +45,20 @@ pub fn request_lines(sim: &Simulator) -> Vec<String> {
         .map(|r| match &r.query {
             Some(q) => format!("{} {}?{q}", r.method, r.path),
             None => format!("{} {}", r.method, r.path),
+        })
+        .collect()
+}
+
+/// The JSON bodies of every isolate/release POST the simulator received.
+pub fn action_posts(sim: &Simulator) -> Vec<(String, serde_json::Value)> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with("/web/api/v2.1/agents/actions/"))
+        .map(|r| {
+            (
+                r.path.clone(),
+                serde_json::from_str(&r.body).expect("JSON body"),
+            )
         })
         .collect()
 }

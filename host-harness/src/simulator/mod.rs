@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod fleet;
 mod profiles;
 mod routes;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use fleet::agents;
 pub use profiles::{ALL_PERMISSIONS, Fault, FaultKind, TokenProfile, tokens};
 
 /// One request as the simulator received it.
@@ -54,6 +56,7 @@ pub(crate) struct State {
     pub(crate) tokens: HashMap<String, TokenProfile>,
     pub(crate) fault_hits: HashMap<(String, usize), u32>,
     pub(crate) log: Vec<LoggedRequest>,
+    pub(crate) agents: Vec<serde_json::Value>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -73,7 +76,10 @@ impl Simulator {
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let mut state = State::default();
+        let mut state = State {
+            agents: fleet::builtin(),
+            ..State::default()
+        };
         for (token, profile) in profiles::builtin() {
             state.tokens.insert(token.to_owned(), profile);
         }
@@ -100,6 +106,21 @@ impl Simulator {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.lock().log.clone()
+    }
+
+    /// The current `networkStatus` of agent `id`.
+    pub fn network_status(&self, id: &str) -> Option<String> {
+        let state = self.lock();
+        let agent = state.agents.iter().find(|a| a["id"] == id)?;
+        agent["networkStatus"].as_str().map(str::to_owned)
+    }
+
+    /// Sets agent `id`'s `networkStatus` (to stage a test).
+    pub fn set_network_status(&self, id: &str, status: &str) {
+        let mut state = self.lock();
+        if let Some(agent) = state.agents.iter_mut().find(|a| a["id"] == id) {
+            agent["networkStatus"] = serde_json::json!(status);
+        }
     }
 
     /// Forgets the request log.

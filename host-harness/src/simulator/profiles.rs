@@ -63,6 +63,9 @@ pub enum FaultKind {
     Forbidden,
     /// 404 with the plain-text body a host that is not a console sends.
     NotFound,
+    /// The request is carried out, then answered with a plain-text 500
+    /// (the server acted but the client cannot know).
+    ErrorAfterApplying,
 }
 
 /// A fault and when it applies.

@@ -55,10 +55,17 @@ pub(crate) async fn handle(
             None,
         );
     };
-    if let Some(fault) = fault {
-        return fault_response(fault, stop).await;
+    match fault {
+        Some(FaultKind::ErrorAfterApplying) => {
+            let _ = route(state, &parts, &body, &profile);
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server could not process the request.",
+            )
+        }
+        Some(fault) => fault_response(fault, stop).await,
+        None => route(state, &parts, &body, &profile),
     }
-    route(&parts, &body, &profile)
 }
 
 /// `(scheme, token)` from `Authorization: ApiToken <token>`.
@@ -145,10 +152,16 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             None,
         ),
         FaultKind::NotFound => not_found(),
+        FaultKind::ErrorAfterApplying => unreachable!("handled by the caller"),
     }
 }
 
-fn route(parts: &Parts, body: &Bytes, profile: &TokenProfile) -> Response<SimBody> {
+fn route(
+    state: &Arc<Mutex<State>>,
+    parts: &Parts,
+    body: &Bytes,
+    profile: &TokenProfile,
+) -> Response<SimBody> {
     let Some(path) = parts.uri.path().strip_prefix(PREFIX) else {
         return not_found();
     };
@@ -156,7 +169,13 @@ fn route(parts: &Parts, body: &Bytes, profile: &TokenProfile) -> Response<SimBod
     match (&parts.method, path) {
         (&Method::POST, "/users/api-token-details") => token_details(body, profile),
         (&Method::GET, "/user") => needs("Users.view").unwrap_or_else(|| user(profile)),
-        (&Method::GET, "/agents") => needs("Endpoints.view").unwrap_or_else(agents),
+        (&Method::GET, "/agents") => {
+            needs("Endpoints.view").unwrap_or_else(|| agents(state, parts.uri.query()))
+        }
+        (&Method::POST, "/agents/actions/disconnect") => needs("Endpoints.disconnectFromNetwork")
+            .unwrap_or_else(|| network_action(state, body, "disconnecting")),
+        (&Method::POST, "/agents/actions/connect") => needs("Endpoints.reconnectToNetwork")
+            .unwrap_or_else(|| network_action(state, body, "connecting")),
         (&Method::GET, "/threats") => needs("Threats.view").unwrap_or_else(threats),
         // The real API answers a wrong method with 404, not 405.
         _ => not_found(),
@@ -208,15 +227,102 @@ fn user(profile: &TokenProfile) -> Response<SimBody> {
     )
 }
 
-fn agents() -> Response<SimBody> {
+/// `GET /agents`: filters, `limit` (1 to 1000) and an offset cursor. The
+/// answer shows current states; pending ones then settle for the next read.
+fn agents(state: &Arc<Mutex<State>>, query: Option<&str>) -> Response<SimBody> {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let param = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match param("limit").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                4000010,
+                "Validation Error",
+                Some("limit: Must be between 1 and 1000."),
+            );
+        }
+    };
+    let offset = match param("cursor") {
+        None => 0,
+        Some(c) => match c.strip_prefix("offset:").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    4000010,
+                    "Validation Error",
+                    Some("cursor: Invalid cursor."),
+                );
+            }
+        },
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let matching: Vec<usize> = (0..state.agents.len())
+        .filter(|&i| super::fleet::matches(&state.agents[i], &params))
+        .collect();
+    let page: Vec<usize> = matching.iter().copied().skip(offset).take(limit).collect();
+    let data: Vec<Value> = page.iter().map(|&i| state.agents[i].clone()).collect();
+    for &i in &page {
+        super::fleet::settle(&mut state.agents[i]);
+    }
+    let next =
+        (offset + page.len() < matching.len()).then(|| format!("offset:{}", offset + page.len()));
     json_response(
         StatusCode::OK,
-        &json!({"data": [{
-            "id": "1900000000000000001", "uuid": "b7b2d39171be4ae1af90f93d7ed20f07",
-            "computerName": "FIN-LT-0042", "siteName": "HQ", "accountName": "Acme",
-            "osName": "Windows 11 Pro", "isActive": true, "isDecommissioned": false,
-            "networkStatus": "connected", "lastActiveDate": "2026-11-23T09:00:00.000000Z",
-        }], "pagination": {"nextCursor": null, "totalItems": 1}}),
+        &json!({"data": data, "pagination": {"nextCursor": next, "totalItems": matching.len()}}),
+    )
+}
+
+/// `POST /agents/actions/{disconnect,connect}`. Only `{"filter":{"ids":[…]}}`
+/// is accepted: a simulator that acted on a broad filter would hide the very
+/// bug it exists to catch.
+fn network_action(state: &Arc<Mutex<State>>, body: &Bytes, pending: &str) -> Response<SimBody> {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let filter = request.get("filter").and_then(Value::as_object);
+    let ids: Option<Vec<String>> = filter
+        .filter(|f| f.len() == 1)
+        .and_then(|f| f.get("ids"))
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        });
+    let Some(ids) = ids.filter(|ids| !ids.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            4000010,
+            "Validation Error",
+            Some("filter: only a non-empty ids list is accepted by this simulator."),
+        );
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut affected = 0;
+    for agent in state
+        .agents
+        .iter_mut()
+        .filter(|a| ids.iter().any(|id| a["id"] == id.as_str()))
+    {
+        let live = agent["isActive"] == true && agent["isDecommissioned"] == false;
+        if live {
+            agent["networkStatus"] = json!(pending);
+            affected += 1;
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"errors": [], "data": {"affected": affected}}),
     )
 }
 

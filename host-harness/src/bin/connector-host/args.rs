@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use connector_host::{CallPolicy, Connection, EgressPolicy};
+use connector_host::{ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector};
 
 /// Largest token file read; a token is a few hundred bytes.
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
@@ -33,7 +33,14 @@ pub enum Command {
     Describe,
     /// Check a connection: token, expiry, user, role and permissions.
     Validate(ConnectionArgs),
-    /// Validate against the built-in simulator (no token or network needed).
+    /// Find exactly one endpoint and show it (read-only).
+    GetHost(HostArgs),
+    /// Network-isolate exactly one endpoint.
+    Isolate(ActionArgs),
+    /// Reconnect an isolated endpoint.
+    Release(ActionArgs),
+    /// Validate, find, isolate and release against the built-in simulator
+    /// (no token or network needed).
     Demo,
     /// Serve the SentinelOne simulator on 127.0.0.1 for manual use.
     Simulate {
@@ -66,6 +73,79 @@ pub struct ConnectionArgs {
     pub timeout: u64,
 }
 
+/// Which endpoint: exactly one selector.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectorArgs {
+    /// SentinelOne agent id (exact).
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// Agent UUID (exact).
+    #[arg(long, value_name = "UUID")]
+    pub uuid: Option<String>,
+    /// Computer name (exact, case-insensitive).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// An interface IP address (exact).
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<String>,
+    /// An interface MAC address (any notation).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+}
+
+impl SelectorArgs {
+    /// The WIT selector.
+    pub fn selector(&self) -> HostSelector {
+        let pick = |v: &Option<String>| v.clone();
+        if let Some(v) = pick(&self.agent_id) {
+            HostSelector::AgentId(v)
+        } else if let Some(v) = pick(&self.uuid) {
+            HostSelector::Uuid(v)
+        } else if let Some(v) = pick(&self.hostname) {
+            HostSelector::Hostname(v)
+        } else if let Some(v) = pick(&self.ip) {
+            HostSelector::Ip(v)
+        } else {
+            HostSelector::Mac(self.mac.clone().unwrap_or_default())
+        }
+    }
+}
+
+/// `get-host` arguments.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+}
+
+/// `isolate` / `release` arguments.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    /// A host that must never be isolated: hostname, agent id or IP (repeatable).
+    #[arg(long = "protect", value_name = "VALUE")]
+    pub protect: Vec<String>,
+    /// Wait up to SECS for the agent to confirm the new state.
+    #[arg(long, value_name = "SECS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=300))]
+    pub wait: u32,
+}
+
+impl ActionArgs {
+    /// The WIT action options.
+    pub fn options(&self) -> ActionOptions {
+        ActionOptions {
+            protected_hosts: self.protect.clone(),
+            wait_seconds: self.wait,
+        }
+    }
+}
+
 /// A mistake in how the command was invoked.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -79,10 +159,7 @@ impl fmt::Display for UsageError {
 impl ConnectionArgs {
     /// The connection and policy these arguments describe.
     pub fn resolve(&self) -> Result<(Connection, CallPolicy), UsageError> {
-        let connection = Connection {
-            management_host: self.console.clone(),
-            api_token: self.token()?,
-        };
+        let connection = Connection::new(&self.console, &self.token()?);
         Ok((connection, self.policy()?))
     }
 
@@ -116,9 +193,10 @@ impl ConnectionArgs {
                 .map_err(|e| UsageError(e.to_string()))?;
         }
         let timeout = Duration::from_secs(self.timeout);
+        // Room for the retries of several requests and a --wait of 300 s.
         Ok(CallPolicy::with_egress(egress)
             .http_timeout(timeout)
-            .deadline((timeout * 4).max(Duration::from_secs(120))))
+            .deadline((timeout * 4).max(Duration::from_secs(420))))
     }
 }
 

@@ -1,9 +1,13 @@
 //! `demo`: the connector against the built-in simulator, no setup needed.
+//! Validates three tokens, then finds, isolates, re-isolates and releases a
+//! host, and shows the two refusals that keep the wrong machine safe.
 
 use std::process::ExitCode;
 
 use connector_host::simulator::{Simulator, tokens};
-use connector_host::{CallError, CallPolicy, Connection, EgressPolicy, Runtime};
+use connector_host::{
+    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, Outcome, Runtime,
+};
 use serde_json::{Value, json};
 
 use crate::output::{self, Printer};
@@ -12,28 +16,78 @@ use crate::output::{self, Printer};
 const CONSOLE: &str = "demo-tenant";
 const HOST: &str = "demo-tenant.sentinelone.net";
 
-/// One demonstrated situation: a token and the outcome it should show.
+/// What a step does.
+enum Call {
+    Validate(&'static str),
+    GetHost(&'static str),
+    Isolate(&'static str, &'static [&'static str]),
+    Release(&'static str),
+}
+
+/// One demonstrated situation and the outcome it should show.
 struct Step {
     title: &'static str,
-    token: &'static str,
+    call: Call,
+    /// `None` for success, or the expected error kind.
     expect_error: Option<&'static str>,
+    /// For actions: the expected `changed`.
+    expect_changed: Option<bool>,
 }
 
 const STEPS: &[Step] = &[
     Step {
-        title: "A healthy admin token",
-        token: tokens::ADMIN,
+        title: "Test Connection: a healthy admin token",
+        call: Call::Validate(tokens::ADMIN),
         expect_error: None,
+        expect_changed: None,
     },
     Step {
-        title: "A token that expires in 5 days",
-        token: tokens::EXPIRING,
+        title: "Test Connection: a token that expires in 5 days",
+        call: Call::Validate(tokens::EXPIRING),
         expect_error: None,
+        expect_changed: None,
     },
     Step {
-        title: "An expired token",
-        token: tokens::EXPIRED,
+        title: "Test Connection: an expired token",
+        call: Call::Validate(tokens::EXPIRED),
         expect_error: Some("unauthorized"),
+        expect_changed: None,
+    },
+    Step {
+        title: "Get Host --hostname fin-lt-0042 (case does not matter)",
+        call: Call::GetHost("fin-lt-0042"),
+        expect_error: None,
+        expect_changed: None,
+    },
+    Step {
+        title: "Isolate Host --hostname FIN-LT-0042",
+        call: Call::Isolate("FIN-LT-0042", &[]),
+        expect_error: None,
+        expect_changed: Some(true),
+    },
+    Step {
+        title: "Isolate Host again: already isolated, nothing is sent",
+        call: Call::Isolate("FIN-LT-0042", &[]),
+        expect_error: None,
+        expect_changed: Some(false),
+    },
+    Step {
+        title: "Release Host --hostname FIN-LT-0042",
+        call: Call::Release("FIN-LT-0042"),
+        expect_error: None,
+        expect_changed: Some(true),
+    },
+    Step {
+        title: "Isolate Host --hostname RECEPTION-PC: two agents match, nothing is done",
+        call: Call::Isolate("RECEPTION-PC", &[]),
+        expect_error: Some("ambiguous"),
+        expect_changed: None,
+    },
+    Step {
+        title: "Isolate Host --hostname DC-01 --protect DC-01: refused, nothing is sent",
+        call: Call::Isolate("DC-01", &["DC-01"]),
+        expect_error: Some("protected-host"),
+        expect_changed: None,
     },
 ];
 
@@ -51,38 +105,15 @@ pub async fn run(runtime: &Runtime, printer: Printer) -> ExitCode {
         .expect("the simulator listens on loopback");
     let policy = CallPolicy::with_egress(egress);
     if !printer.json {
-        println!("SentinelOne connector demo: the component validates connections against a");
-        println!(
-            "simulated console at {} (routed to {}).\n",
-            HOST,
-            sim.addr()
-        );
+        println!("SentinelOne connector demo: the component runs against a simulated console at");
+        println!("{} (routed to {}).\n", HOST, sim.addr());
     }
     let mut steps = Vec::new();
     let mut all_as_expected = true;
     for step in STEPS {
-        let connection = Connection {
-            management_host: CONSOLE.into(),
-            api_token: step.token.into(),
-        };
-        let outcome = runtime.validate_connection(&connection, &policy).await;
-        let got = match &outcome.result {
-            Ok(_) => None,
-            Err(CallError::Connector(e)) => Some(e.kind()),
-            Err(CallError::Host(e)) => Some(e.kind()),
-        };
-        all_as_expected &= got == step.expect_error;
-        if printer.json {
-            steps.push(step_json(step.title, &outcome));
-        } else {
-            println!("== {} ==", step.title);
-            match &outcome.result {
-                Ok(report) => print!("{}", output::report_text(report)),
-                Err(e) => println!("{}", output::error_text(e)),
-            }
-            print!("{}", output::requests_text(&outcome.requests));
-            println!();
-        }
+        let (result, as_expected) = run_step(runtime, &policy, step, printer).await;
+        all_as_expected &= as_expected;
+        steps.push(result);
     }
     if printer.json {
         output::emit(json!({"ok": all_as_expected, "result": {"steps": steps}, "requests": []}));
@@ -98,16 +129,82 @@ pub async fn run(runtime: &Runtime, printer: Printer) -> ExitCode {
     }
 }
 
-fn step_json(
-    title: &str,
-    outcome: &connector_host::Outcome<connector_host::ConnectionReport>,
-) -> Value {
-    match &outcome.result {
-        Ok(report) => {
-            json!({"title": title, "ok": true, "result": output::report_json(report), "requests": outcome.requests})
+/// Runs one step, prints it in text mode, and returns its JSON and whether
+/// it behaved as expected.
+async fn run_step(
+    runtime: &Runtime,
+    policy: &CallPolicy,
+    step: &Step,
+    printer: Printer,
+) -> (Value, bool) {
+    let admin = Connection::new(CONSOLE, tokens::ADMIN);
+    let hostname = |h: &str| HostSelector::Hostname(h.to_owned());
+    let options = |protect: &[&str]| ActionOptions {
+        protected_hosts: protect.iter().map(|p| (*p).to_owned()).collect(),
+        wait_seconds: 0,
+    };
+    let (value, kind, changed) = match &step.call {
+        Call::Validate(token) => {
+            let o = runtime
+                .validate_connection(&Connection::new(CONSOLE, token), policy)
+                .await;
+            report(step, &o, output::report_json, output::report_text, printer)
+        }
+        Call::GetHost(h) => {
+            let o = runtime.get_host(&admin, &hostname(h), policy).await;
+            report(step, &o, output::host_json, output::host_text, printer)
+        }
+        Call::Isolate(h, protect) => {
+            let o = runtime
+                .isolate_host(&admin, &hostname(h), &options(protect), policy)
+                .await;
+            let changed = o.result.as_ref().ok().map(|a| a.changed);
+            let (v, k, _) = report(step, &o, output::action_json, output::action_text, printer);
+            (v, k, changed)
+        }
+        Call::Release(h) => {
+            let o = runtime
+                .release_host(&admin, &hostname(h), &options(&[]), policy)
+                .await;
+            let changed = o.result.as_ref().ok().map(|a| a.changed);
+            let (v, k, _) = report(step, &o, output::action_json, output::action_text, printer);
+            (v, k, changed)
+        }
+    };
+    let as_expected = kind == step.expect_error
+        && (step.expect_changed.is_none() || changed == step.expect_changed);
+    (value, as_expected)
+}
+
+/// Prints a step (text mode) and returns its JSON and error kind.
+fn report<T>(
+    step: &Step,
+    outcome: &Outcome<T>,
+    to_json: fn(&T) -> Value,
+    to_text: fn(&T) -> String,
+    printer: Printer,
+) -> (Value, Option<&'static str>, Option<bool>) {
+    let kind = match &outcome.result {
+        Ok(_) => None,
+        Err(CallError::Connector(e)) => Some(e.kind()),
+        Err(CallError::Host(e)) => Some(e.kind()),
+    };
+    if !printer.json {
+        println!("== {} ==", step.title);
+        match &outcome.result {
+            Ok(value) => print!("{}", to_text(value)),
+            Err(e) => println!("{}", output::error_text(e)),
+        }
+        print!("{}", output::requests_text(&outcome.requests));
+        println!();
+    }
+    let value = match &outcome.result {
+        Ok(v) => {
+            json!({"title": step.title, "ok": true, "result": to_json(v), "requests": outcome.requests})
         }
         Err(e) => {
-            json!({"title": title, "ok": false, "error": output::error_json(e), "requests": outcome.requests})
+            json!({"title": step.title, "ok": false, "error": output::error_json(e), "requests": outcome.requests})
         }
-    }
+    };
+    (value, kind, None)
 }

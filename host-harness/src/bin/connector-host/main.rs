@@ -43,7 +43,7 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
         Ok(c) => c,
         Err(e) => return printer.usage(&e),
     };
-    match cli.command {
+    match &cli.command {
         Command::Describe => match connector.describe().await {
             Ok(info) => printer.describe(&info),
             Err(e) => printer.failure(&CallError::Host(e), &[]),
@@ -54,7 +54,33 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
                 Err(e) => return printer.usage(&e),
             };
             let outcome = connector.validate_connection(&connection, &policy).await;
-            printer.validation(&outcome)
+            printer.outcome(&outcome, output::report_json, output::report_text)
+        }
+        Command::GetHost(args) => {
+            let (connection, policy) = match args.connection.resolve() {
+                Ok(v) => v,
+                Err(e) => return printer.usage(&e),
+            };
+            let selector = args.selector.selector();
+            let outcome = connector.get_host(&connection, &selector, &policy).await;
+            printer.outcome(&outcome, output::host_json, output::host_text)
+        }
+        Command::Isolate(args) | Command::Release(args) => {
+            let (connection, policy) = match args.connection.resolve() {
+                Ok(v) => v,
+                Err(e) => return printer.usage(&e),
+            };
+            let (selector, options) = (args.selector.selector(), args.options());
+            let outcome = if matches!(cli.command, Command::Isolate(_)) {
+                connector
+                    .isolate_host(&connection, &selector, &options, &policy)
+                    .await
+            } else {
+                connector
+                    .release_host(&connection, &selector, &options, &policy)
+                    .await
+            };
+            printer.outcome(&outcome, output::action_json, output::action_text)
         }
         Command::Demo => demo::run(&connector, printer).await,
         Command::Simulate { .. } => unreachable!("handled above"),

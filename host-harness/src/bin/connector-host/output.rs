@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use connector_host::{
-    AuditRecord, CallError, ConnectionReport, ConnectorError, ConnectorInfo, Outcome,
-    PermissionState,
+    ActionOutcome, AuditRecord, CallError, ConnectionReport, ConnectorError, ConnectorInfo, Host,
+    NetworkState, Outcome, PermissionState,
 };
 use serde_json::{Value, json};
 
@@ -27,15 +27,22 @@ impl Printer {
         ExitCode::SUCCESS
     }
 
-    pub fn validation(&self, outcome: &Outcome<ConnectionReport>) -> ExitCode {
+    /// Prints a call's result (with `to_json` / `to_text`) or its error,
+    /// then the audit trail; returns the exit status.
+    pub fn outcome<T>(
+        &self,
+        outcome: &Outcome<T>,
+        to_json: fn(&T) -> Value,
+        to_text: fn(&T) -> String,
+    ) -> ExitCode {
         match &outcome.result {
-            Ok(report) => {
+            Ok(value) => {
                 if self.json {
                     emit(
-                        json!({"ok": true, "result": report_json(report), "requests": outcome.requests}),
+                        json!({"ok": true, "result": to_json(value), "requests": outcome.requests}),
                     );
                 } else {
-                    print!("{}", report_text(report));
+                    print!("{}", to_text(value));
                     print!("{}", requests_text(&outcome.requests));
                 }
                 ExitCode::SUCCESS
@@ -102,8 +109,14 @@ pub fn error_json(error: &CallError) -> Value {
     match error {
         CallError::Connector(e) => {
             let mut v = json!({"kind": e.kind(), "source": "connector", "message": e.message()});
-            if let ConnectorError::RateLimited(r) = e {
-                v["retry_after_seconds"] = json!(r.retry_after_seconds);
+            match e {
+                ConnectorError::RateLimited(r) => {
+                    v["retry_after_seconds"] = json!(r.retry_after_seconds)
+                }
+                ConnectorError::Ambiguous(a) => {
+                    v["candidates"] = a.candidates.iter().map(host_json).collect();
+                }
+                _ => {}
             }
             v
         }
@@ -181,6 +194,13 @@ pub fn report_text(r: &ConnectionReport) -> String {
 
 pub fn error_text(error: &CallError) -> String {
     match error {
+        CallError::Connector(ConnectorError::Ambiguous(a)) => {
+            let mut out = format!("Connector error (ambiguous): {}\nCandidates:", a.message);
+            for h in &a.candidates {
+                out += &format!("\n  {}", host_line(h));
+            }
+            out
+        }
         CallError::Connector(e) => format!("Connector error ({}): {}", e.kind(), e.message()),
         CallError::Host(e) => format!("Host error ({}): {e}", e.kind()),
     }
@@ -196,4 +216,72 @@ pub fn requests_text(requests: &[AuditRecord]) -> String {
         );
     }
     out
+}
+
+fn network_state_name(state: NetworkState) -> &'static str {
+    match state {
+        NetworkState::Connected => "connected",
+        NetworkState::Disconnecting => "disconnecting",
+        NetworkState::Disconnected => "disconnected",
+        NetworkState::Connecting => "connecting",
+        NetworkState::Unknown => "unknown",
+    }
+}
+
+pub fn host_json(h: &Host) -> Value {
+    json!({
+        "agent_id": h.agent_id, "uuid": h.uuid, "hostname": h.hostname, "site": h.site,
+        "account": h.account, "os": h.os, "ip_addresses": h.ip_addresses,
+        "last_active": h.last_active, "active": h.active,
+        "network_state": network_state_name(h.network_state),
+    })
+}
+
+/// One line per host, for candidate lists.
+fn host_line(h: &Host) -> String {
+    format!(
+        "agent {}  {}  site {}  last active {}  {}",
+        h.agent_id,
+        h.hostname,
+        h.site,
+        h.last_active.as_deref().unwrap_or("unknown"),
+        if h.active { "online" } else { "offline" }
+    )
+}
+
+pub fn host_text(h: &Host) -> String {
+    format!(
+        "{} (agent {}, uuid {})\n  Site         {} / {}\n  OS           {}\n  IPs          {}\n  Last active  {}{}\n  Network      {}\n",
+        h.hostname,
+        h.agent_id,
+        h.uuid,
+        h.account,
+        h.site,
+        h.os,
+        h.ip_addresses.join(", "),
+        h.last_active.as_deref().unwrap_or("unknown"),
+        if h.active { "" } else { " (offline)" },
+        network_state_name(h.network_state)
+    )
+}
+
+pub fn action_json(o: &ActionOutcome) -> Value {
+    json!({
+        "host": host_json(&o.host), "changed": o.changed,
+        "network_state": network_state_name(o.network_state), "detail": o.detail,
+    })
+}
+
+pub fn action_text(o: &ActionOutcome) -> String {
+    format!(
+        "{}\n  Changed      {}\n  Network now  {}\n  Host         {}\n",
+        o.detail,
+        if o.changed {
+            "yes"
+        } else {
+            "no (already in that state)"
+        },
+        network_state_name(o.network_state),
+        host_line(&o.host)
+    )
 }

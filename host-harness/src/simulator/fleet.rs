@@ -1,0 +1,219 @@
+//! The simulated agent fleet, built to contain every host-resolution trap:
+//! two agents sharing a hostname, an IP that is a prefix of another agent's,
+//! an isolated agent, a decommissioned one and an offline one.
+
+use serde_json::{Value, json};
+
+/// Agent ids of the built-in fleet, for tests and the demo.
+pub mod agents {
+    /// `FIN-LT-0042`, 10.0.0.1, MAC 00:b0:d0:63:c2:26, connected.
+    pub const FINANCE_LAPTOP: &str = "1900000000000000001";
+    /// `FIN-LT-0043`, 10.0.0.12 (10.0.0.1 is a prefix of it), connected.
+    pub const PREFIX_TRAP: &str = "1900000000000000002";
+    /// `RECEPTION-PC`, the stale agent of a re-imaged machine.
+    pub const RECEPTION_OLD: &str = "1900000000000000003";
+    /// `RECEPTION-PC`, the current agent.
+    pub const RECEPTION_NEW: &str = "1900000000000000004";
+    /// `ISOLATED-SRV`, already disconnected.
+    pub const ISOLATED: &str = "1900000000000000005";
+    /// `HR-LT-0007`, decommissioned (a live agent shares its hostname).
+    pub const DECOMMISSIONED: &str = "1900000000000000006";
+    /// `HR-LT-0007`, the live agent.
+    pub const HR_LAPTOP: &str = "1900000000000000007";
+    /// `WAREHOUSE-WS`, offline (`isActive: false`): actions affect nothing.
+    pub const OFFLINE: &str = "1900000000000000008";
+    /// `DC-01`, a domain controller at 10.0.0.2.
+    pub const DOMAIN_CONTROLLER: &str = "1900000000000000009";
+}
+
+struct Spec {
+    id: &'static str,
+    name: &'static str,
+    ip: &'static str,
+    mac: &'static str,
+    state: &'static str,
+    active: bool,
+    decommissioned: bool,
+    last_active: &'static str,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        id: agents::FINANCE_LAPTOP,
+        name: "FIN-LT-0042",
+        ip: "10.0.0.1",
+        mac: "00-b0-d0-63-c2-26",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T09:00:00.000000Z",
+    },
+    Spec {
+        id: agents::PREFIX_TRAP,
+        name: "FIN-LT-0043",
+        ip: "10.0.0.12",
+        mac: "00-b0-d0-63-c2-27",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T09:01:00.000000Z",
+    },
+    Spec {
+        id: agents::RECEPTION_OLD,
+        name: "RECEPTION-PC",
+        ip: "10.0.1.20",
+        mac: "3c-52-82-11-22-33",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-09-30T17:45:00.000000Z",
+    },
+    Spec {
+        id: agents::RECEPTION_NEW,
+        name: "RECEPTION-PC",
+        ip: "10.0.1.21",
+        mac: "3c-52-82-11-22-34",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T08:59:00.000000Z",
+    },
+    Spec {
+        id: agents::ISOLATED,
+        name: "ISOLATED-SRV",
+        ip: "10.0.2.5",
+        mac: "52-54-00-aa-bb-05",
+        state: "disconnected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T08:30:00.000000Z",
+    },
+    Spec {
+        id: agents::DECOMMISSIONED,
+        name: "HR-LT-0007",
+        ip: "10.0.3.7",
+        mac: "f0-18-98-00-00-06",
+        state: "connected",
+        active: false,
+        decommissioned: true,
+        last_active: "2025-02-01T12:00:00.000000Z",
+    },
+    Spec {
+        id: agents::HR_LAPTOP,
+        name: "HR-LT-0007",
+        ip: "10.0.3.8",
+        mac: "f0-18-98-00-00-07",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T09:02:00.000000Z",
+    },
+    Spec {
+        id: agents::OFFLINE,
+        name: "WAREHOUSE-WS",
+        ip: "10.0.4.4",
+        mac: "f0-18-98-00-00-08",
+        state: "connected",
+        active: false,
+        decommissioned: false,
+        last_active: "2026-11-02T06:00:00.000000Z",
+    },
+    Spec {
+        id: agents::DOMAIN_CONTROLLER,
+        name: "DC-01",
+        ip: "10.0.0.2",
+        mac: "00-15-5d-00-00-09",
+        state: "connected",
+        active: true,
+        decommissioned: false,
+        last_active: "2026-11-23T09:03:00.000000Z",
+    },
+];
+
+/// The built-in fleet as v2.1 agent objects.
+pub(crate) fn builtin() -> Vec<Value> {
+    SPECS
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            json!({
+                "id": s.id,
+                "uuid": format!("b7b2d39171be4ae1af90f93d7ed2{n:04x}"),
+                "computerName": s.name,
+                "accountId": "1111111111111111111", "accountName": "Acme",
+                "siteId": "2222222222222222222", "siteName": "HQ",
+                "groupName": "Default Group",
+                "osType": "windows", "osName": "Windows 11 Pro", "agentVersion": "24.1.2.3",
+                "isActive": s.active, "isDecommissioned": s.decommissioned, "isUninstalled": false,
+                "networkStatus": s.state,
+                "networkQuarantineEnabled": false,
+                "lastActiveDate": s.last_active,
+                "externalIp": "203.0.113.9",
+                "networkInterfaces": [{"id": "444", "name": "Ethernet", "inet": [s.ip],
+                    "inet6": [format!("fe80::{:x}", n + 1)], "physical": s.mac}],
+            })
+        })
+        .collect()
+}
+
+/// Whether `agent` passes every filter in `query` the simulator knows.
+/// Unknown parameters are ignored, as the real API ignores most.
+pub(crate) fn matches(agent: &Value, query: &[(String, String)]) -> bool {
+    let text = |key: &str| {
+        agent
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let iface = |key: &str| -> Vec<String> {
+        let ifaces = agent.get("networkInterfaces").and_then(Value::as_array);
+        ifaces
+            .into_iter()
+            .flatten()
+            .flat_map(|i| match i.get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                Some(Value::String(s)) => vec![s.clone()],
+                _ => vec![],
+            })
+            .collect()
+    };
+    query.iter().all(|(key, value)| {
+        let csv: Vec<String> = value
+            .split(',')
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
+        match key.as_str() {
+            "ids" => csv.contains(&text("id")),
+            "uuids" => csv.contains(&text("uuid").to_ascii_lowercase()),
+            "uuid" => text("uuid").eq_ignore_ascii_case(value),
+            // Case-insensitive here; whether the real filter is, is not documented.
+            "computerName" => text("computerName").eq_ignore_ascii_case(value),
+            // Searches IPv4 and IPv6 here; the docs only say "local IP". A
+            // console that skips inet6 makes an IPv6 selector a safe not-found.
+            "networkInterfaceInet__contains" => iface("inet")
+                .iter()
+                .chain(iface("inet6").iter())
+                .any(|ip| csv.iter().any(|v| ip.contains(v.as_str()))),
+            "networkInterfacePhysical__contains" => iface("physical").iter().any(|mac| {
+                csv.iter()
+                    .any(|v| mac.to_ascii_lowercase().contains(v.as_str()))
+            }),
+            _ => true,
+        }
+    })
+}
+
+/// Moves pending states one step: what the agent confirms on its next report.
+pub(crate) fn settle(agent: &mut Value) {
+    let next = match agent.get("networkStatus").and_then(Value::as_str) {
+        Some("disconnecting") => "disconnected",
+        Some("connecting") => "connected",
+        _ => return,
+    };
+    agent["networkStatus"] = json!(next);
+}

@@ -1,0 +1,462 @@
+//! `isolate-host` and `release-host`: act on exactly one agent, never twice,
+//! and report the state the console shows afterwards.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::api::{API_PREFIX, Client, Idempotency, parse_json};
+use crate::body;
+use crate::error::{Error, Result};
+use crate::hosts::{self, Host, NetworkState, Selector};
+use crate::transport::{Method, Transport};
+
+/// Longest wait for the agent to confirm a new state.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+/// Time between state reads while waiting.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which way the network switch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Disconnect from the network.
+    Isolate,
+    /// Reconnect to the network.
+    Release,
+}
+
+impl Direction {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Direction::Isolate => "/agents/actions/disconnect",
+            Direction::Release => "/agents/actions/connect",
+        }
+    }
+
+    /// The console permission the action needs.
+    pub fn permission(self) -> &'static str {
+        match self {
+            Direction::Isolate => "Endpoints.disconnectFromNetwork",
+            Direction::Release => "Endpoints.reconnectToNetwork",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Direction::Isolate => "isolate",
+            Direction::Release => "release",
+        }
+    }
+
+    /// Already in, or moving to, the asked-for state.
+    fn already(self, state: NetworkState) -> bool {
+        match self {
+            Direction::Isolate => matches!(
+                state,
+                NetworkState::Disconnected | NetworkState::Disconnecting
+            ),
+            Direction::Release => {
+                matches!(state, NetworkState::Connected | NetworkState::Connecting)
+            }
+        }
+    }
+
+    /// The agent confirmed the asked-for state.
+    fn settled(self, state: NetworkState) -> bool {
+        match self {
+            Direction::Isolate => state == NetworkState::Disconnected,
+            Direction::Release => state == NetworkState::Connected,
+        }
+    }
+}
+
+/// What an action did. Mirrors the WIT `action-outcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionOutcome {
+    /// The agent, as read before acting.
+    pub host: Host,
+    /// False when nothing needed doing (and nothing was sent).
+    pub changed: bool,
+    /// The state read back afterwards.
+    pub network_state: NetworkState,
+    /// One sentence for the admin.
+    pub detail: String,
+}
+
+/// Runs the action on the one agent `selector` names. `protected` lists
+/// hosts that must never be isolated; `wait` bounds polling for the agent to
+/// confirm (capped at [`MAX_WAIT`]).
+pub fn run<T: Transport>(
+    client: &mut Client<'_, T>,
+    selector: &Selector,
+    direction: Direction,
+    protected: &[String],
+    wait: Duration,
+) -> Result<ActionOutcome> {
+    let host = hosts::resolve(client, selector)?;
+    if direction == Direction::Isolate
+        && let Some(entry) = protected_entry(&host, protected)
+    {
+        return Err(Error::ProtectedHost(format!(
+            "{} (agent {}) is on the protected-hosts list (as \"{}\") and must never be \
+                 isolated, so nothing was sent. Remove it from the connection's protected hosts \
+                 if isolating it is really intended.",
+            host.hostname,
+            host.agent_id,
+            body::quote(&entry)
+        )));
+    }
+    if direction.already(host.network_state) {
+        let state = host.network_state;
+        return Ok(ActionOutcome {
+            detail: format!(
+                "{} already reports {}; nothing was sent.",
+                host.hostname,
+                state.as_str()
+            ),
+            changed: false,
+            network_state: state,
+            host,
+        });
+    }
+    let wait = wait.min(MAX_WAIT);
+    let request = json!({"filter": {"ids": [host.agent_id]}, "data": {}});
+    let what = format!("POST {API_PREFIX}{}", direction.endpoint());
+    let response = client.send(
+        Method::Post,
+        direction.endpoint(),
+        Some(&request),
+        Idempotency::Action,
+    );
+    let failure = match response {
+        Ok(r) if r.is_success() => {
+            match parse_json::<Value>(&r, Method::Post, direction.endpoint()) {
+                Ok(value) => match value.pointer("/data/affected").and_then(Value::as_u64) {
+                    Some(0) => return Err(nothing_affected(&host, direction)),
+                    Some(_) => return accepted(client, host, direction, wait, &what),
+                    None => format!(
+                        "an answer without an 'affected' count ({})",
+                        body::summarize(&r.body)
+                    ),
+                },
+                Err(_) => format!("an unreadable answer ({})", body::summarize(&r.body)),
+            }
+        }
+        // Refused before processing: nothing happened, say why.
+        Ok(r) if matches!(r.status, 400..=499) => {
+            return Err(client.status_error(
+                Method::Post,
+                direction.endpoint(),
+                &r,
+                Some(direction.permission()),
+            ));
+        }
+        Ok(r) => format!("HTTP {} ({})", r.status, body::summarize(&r.body)),
+        Err(e @ (Error::EgressDenied(_) | Error::InvalidConfig(_))) => return Err(e),
+        Err(e) => e.message().to_owned(),
+    };
+    // The console may or may not have acted: never resend, look instead.
+    uncertain(client, host, direction, wait, &what, &failure)
+}
+
+fn accepted<T: Transport>(
+    client: &mut Client<'_, T>,
+    host: Host,
+    direction: Direction,
+    wait: Duration,
+    what: &str,
+) -> Result<ActionOutcome> {
+    let state = poll(client, &host.agent_id, direction, wait)?;
+    Ok(ActionOutcome {
+        detail: format!(
+            "Sent {what} for agent {} ({}); the console now reports {}.",
+            host.agent_id,
+            host.hostname,
+            state.as_str()
+        ),
+        changed: true,
+        network_state: state,
+        host,
+    })
+}
+
+fn uncertain<T: Transport>(
+    client: &mut Client<'_, T>,
+    host: Host,
+    direction: Direction,
+    wait: Duration,
+    what: &str,
+    failure: &str,
+) -> Result<ActionOutcome> {
+    let verb = direction.verb();
+    let state = match hosts::read_by_id(client, &host.agent_id) {
+        Ok(now) => now.network_state,
+        Err(e) => {
+            return Err(Error::Upstream(format!(
+                "The console answered {what} with {failure}, and reading agent {} afterwards \
+                 failed too ({}). Check its state in the console before retrying the {verb}.",
+                host.agent_id,
+                e.message()
+            )));
+        }
+    };
+    if !direction.already(state) {
+        return Err(Error::Upstream(format!(
+            "The console answered {what} with {failure}. Agent {} ({}) still reports {}, so the \
+             {verb} has not started; it was not resent automatically. Retry the action.",
+            host.agent_id,
+            host.hostname,
+            state.as_str()
+        )));
+    }
+    let state = poll(client, &host.agent_id, direction, wait).unwrap_or(state);
+    Ok(ActionOutcome {
+        detail: format!(
+            "The console answered {what} with {failure}, but agent {} now reports {}, so the \
+             {verb} was accepted.",
+            host.agent_id,
+            state.as_str()
+        ),
+        changed: true,
+        network_state: state,
+        host,
+    })
+}
+
+/// Reads the agent's state until it settles or `wait` passes (at least once).
+fn poll<T: Transport>(
+    client: &mut Client<'_, T>,
+    id: &str,
+    direction: Direction,
+    wait: Duration,
+) -> Result<NetworkState> {
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    loop {
+        let state = hosts::read_by_id(client, id)?.network_state;
+        let out_of_time = waited + POLL_INTERVAL > wait || started.elapsed() + POLL_INTERVAL > wait;
+        if direction.settled(state) || out_of_time {
+            return Ok(state);
+        }
+        client.pause(POLL_INTERVAL);
+        waited += POLL_INTERVAL;
+    }
+}
+
+fn nothing_affected(host: &Host, direction: Direction) -> Error {
+    Error::Upstream(format!(
+        "SentinelOne accepted the {} request for agent {} ({}) but affected no agent. This happens \
+         when the agent is offline (last active {}), being uninstalled, or decommissioned. Check \
+         the agent in the console.",
+        direction.verb(),
+        host.agent_id,
+        host.hostname,
+        host.last_active.as_deref().unwrap_or("unknown")
+    ))
+}
+
+/// The protected-list entry naming `host`, if any: its agent id, UUID, an IP
+/// address, or its hostname (case-insensitive; a fully qualified entry also
+/// protects the bare computer name, erring on the side of protecting).
+fn protected_entry(host: &Host, protected: &[String]) -> Option<String> {
+    protected
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .find_map(|entry| {
+            let by_ip = entry.parse::<IpAddr>().is_ok_and(|ip| {
+                host.ip_addresses
+                    .iter()
+                    .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a == ip))
+            });
+            let first_label = entry.split('.').next().unwrap_or(entry);
+            let by_name = !host.hostname.is_empty()
+                && (host.hostname.eq_ignore_ascii_case(entry)
+                    || (entry.parse::<IpAddr>().is_err()
+                        && host.hostname.eq_ignore_ascii_case(first_label)));
+            let by_id = entry == host.agent_id
+                || (!host.uuid.is_empty() && entry.eq_ignore_ascii_case(&host.uuid));
+            (by_ip || by_name || by_id).then(|| entry.to_owned())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Console;
+    use crate::token::ApiToken;
+    use crate::transport::TransportError;
+    use crate::transport::testing::Scripted;
+
+    fn page(state: &str) -> String {
+        json!({"data": [{"id": "42", "uuid": "abcd1234", "computerName": "FIN-LT-0042",
+            "isActive": true, "isDecommissioned": false, "networkStatus": state,
+            "networkInterfaces": [{"inet": ["10.0.0.1"], "physical": "00:b0:d0:63:c2:26"}]}],
+            "pagination": {"nextCursor": null}})
+        .to_string()
+    }
+
+    fn run_with(
+        t: &mut Scripted,
+        direction: Direction,
+        protected: &[&str],
+    ) -> Result<ActionOutcome> {
+        let mut client = Client::new(
+            Console::parse("u1").unwrap(),
+            ApiToken::parse("tok-12345").unwrap(),
+            t,
+        );
+        let protected: Vec<String> = protected.iter().map(|s| (*s).to_owned()).collect();
+        run(
+            &mut client,
+            &Selector::parse("hostname", "fin-lt-0042").unwrap(),
+            direction,
+            &protected,
+            Duration::ZERO,
+        )
+    }
+
+    fn posts(t: &Scripted) -> Vec<String> {
+        t.sent
+            .iter()
+            .filter(|r| r.method == Method::Post)
+            .map(|r| String::from_utf8(r.body.clone().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn isolates_by_the_one_resolved_id() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":1}}"#)
+            .reply(200, &page("disconnecting"));
+        let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+        assert!(out.changed);
+        assert_eq!(out.network_state, NetworkState::Disconnecting);
+        assert_eq!(posts(&t), [r#"{"data":{},"filter":{"ids":["42"]}}"#]);
+        assert_eq!(
+            t.sent[1].path_and_query,
+            "/web/api/v2.1/agents/actions/disconnect"
+        );
+    }
+
+    #[test]
+    fn already_in_state_sends_nothing() {
+        for state in ["disconnected", "disconnecting"] {
+            let mut t = Scripted::default().reply(200, &page(state));
+            let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+            assert!(!out.changed);
+            assert!(posts(&t).is_empty());
+        }
+        for state in ["connected", "connecting"] {
+            let mut t = Scripted::default().reply(200, &page(state));
+            assert!(!run_with(&mut t, Direction::Release, &[]).unwrap().changed);
+            assert!(posts(&t).is_empty());
+        }
+    }
+
+    #[test]
+    fn protected_hosts_are_refused_by_name_id_ip_or_fqdn() {
+        for entry in [
+            "FIN-LT-0042",
+            "fin-lt-0042.corp.example",
+            "42",
+            "10.0.0.1",
+            "ABCD1234",
+        ] {
+            let mut t = Scripted::default().reply(200, &page("connected"));
+            let err = run_with(&mut t, Direction::Isolate, &["", entry]).unwrap_err();
+            assert_eq!(err.kind(), "protected-host", "{entry}");
+            assert!(posts(&t).is_empty());
+        }
+        for entry in ["10.0.0.12", "FIN-LT-004", "4"] {
+            let mut t = Scripted::default()
+                .reply(200, &page("connected"))
+                .reply(200, r#"{"data":{"affected":1}}"#)
+                .reply(200, &page("disconnecting"));
+            assert!(
+                run_with(&mut t, Direction::Isolate, &[entry]).is_ok(),
+                "{entry}"
+            );
+        }
+        // Releasing a protected host is allowed: it restores connectivity.
+        let mut t = Scripted::default()
+            .reply(200, &page("disconnected"))
+            .reply(200, r#"{"data":{"affected":1}}"#)
+            .reply(200, &page("connecting"));
+        assert!(run_with(&mut t, Direction::Release, &["FIN-LT-0042"]).is_ok());
+    }
+
+    #[test]
+    fn zero_affected_is_an_error_explaining_why() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"errors":[],"data":{"affected":0}}"#);
+        let err = run_with(&mut t, Direction::Isolate, &[]).unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert!(err.message().contains("offline"), "{err}");
+    }
+
+    #[test]
+    fn server_error_is_never_resent_and_the_state_is_reread() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(500, "Server could not process the request.")
+            .reply(200, &page("connected"));
+        let err = run_with(&mut t, Direction::Isolate, &[]).unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert!(err.message().contains("still reports connected"), "{err}");
+        assert_eq!(posts(&t).len(), 1);
+
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .fail(TransportError::Timeout)
+            .reply(200, &page("disconnecting"))
+            .reply(200, &page("disconnecting"));
+        let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+        assert!(out.changed);
+        assert!(out.detail.contains("was accepted"), "{}", out.detail);
+        assert_eq!(posts(&t).len(), 1);
+    }
+
+    #[test]
+    fn forbidden_names_the_permission() {
+        let mut t = Scripted::default().reply(200, &page("disconnected")).reply(
+            403,
+            r#"{"errors":[{"code":4030010,"title":"Insufficient permissions"}]}"#,
+        );
+        let err = run_with(&mut t, Direction::Release, &[]).unwrap_err();
+        assert_eq!(err.kind(), "forbidden");
+        assert!(
+            err.message().contains("Endpoints.reconnectToNetwork"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn waits_until_settled_within_the_bound() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":1}}"#)
+            .reply(200, &page("disconnecting"))
+            .reply(200, &page("disconnecting"))
+            .reply(200, &page("disconnected"));
+        let mut client = Client::new(
+            Console::parse("u1").unwrap(),
+            ApiToken::parse("tok-12345").unwrap(),
+            &mut t,
+        );
+        let selector = Selector::parse("agent-id", "42").unwrap();
+        let out = run(
+            &mut client,
+            &selector,
+            Direction::Isolate,
+            &[],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.network_state, NetworkState::Disconnected);
+        assert_eq!(t.pauses, [POLL_INTERVAL, POLL_INTERVAL]);
+    }
+}

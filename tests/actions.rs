@@ -1,0 +1,550 @@
+//! End-to-end response actions: every assertion on what was *sent* reads the
+//! simulator's request log, because "isolated the right machine" is a fact
+//! about the request, not about the result the connector reports.
+
+mod support;
+
+use std::time::Duration;
+
+use connector_host::simulator::{Fault, FaultKind, Simulator, TokenProfile, agents, tokens};
+use connector_host::{
+    ActionOptions, CallError, ConnectorError, HostSelector, NetworkState, PermissionState,
+};
+use serde_json::json;
+use support::*;
+
+const DISCONNECT: &str = "/web/api/v2.1/agents/actions/disconnect";
+const CONNECT: &str = "/web/api/v2.1/agents/actions/connect";
+
+fn no_options() -> ActionOptions {
+    ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 0,
+    }
+}
+
+fn body_for(id: &str) -> serde_json::Value {
+    json!({"filter": {"ids": [id]}, "data": {}})
+}
+
+fn error<T: std::fmt::Debug>(outcome: connector_host::Outcome<T>) -> ConnectorError {
+    match outcome.result {
+        Err(CallError::Connector(e)) => e,
+        other => panic!("expected a connector error, got {other:?}"),
+    }
+}
+
+async fn isolate(
+    sim: &Simulator,
+    token: &str,
+    selector: HostSelector,
+    options: ActionOptions,
+) -> connector_host::Outcome<connector_host::ActionOutcome> {
+    runtime()
+        .isolate_host(
+            &connection(CONSOLE, token),
+            &selector,
+            &options,
+            &policy(sim),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn every_selector_kind_isolates_exactly_the_named_agent() {
+    let selectors = [
+        HostSelector::AgentId(agents::FINANCE_LAPTOP.into()),
+        HostSelector::Uuid("B7B2D39171BE4AE1AF90F93D7ED20000".into()),
+        HostSelector::Hostname("fin-lt-0042".into()),
+        HostSelector::Ip("10.0.0.1".into()),
+        HostSelector::Ip("fe80::1".into()),
+        HostSelector::Mac("00:B0:D0:63:C2:26".into()),
+        HostSelector::Mac("00b0.d063.c226".into()),
+    ];
+    for selector in selectors {
+        let sim = Simulator::start().await.unwrap();
+        let outcome = isolate(&sim, tokens::ADMIN, selector.clone(), no_options()).await;
+        let done = outcome
+            .result
+            .unwrap_or_else(|e| panic!("{selector:?}: {e}"));
+        assert_eq!(done.host.agent_id, agents::FINANCE_LAPTOP, "{selector:?}");
+        assert!(done.changed);
+        assert_eq!(done.network_state, NetworkState::Disconnecting);
+        assert_eq!(
+            action_posts(&sim),
+            [(DISCONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP))],
+            "{selector:?}"
+        );
+        assert_eq!(
+            sim.network_status(agents::FINANCE_LAPTOP).as_deref(),
+            Some("disconnected")
+        );
+        assert_eq!(
+            sim.network_status(agents::PREFIX_TRAP).as_deref(),
+            Some("connected")
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ip_that_is_a_prefix_of_another_never_matches_it() {
+    let sim = Simulator::start().await.unwrap();
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::Ip("10.0.0.1".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert_eq!(done.host.hostname, "FIN-LT-0042");
+    // The server's substring filter returned both; only the exact one was acted on.
+    let first = &sim.requests()[0];
+    assert_eq!(
+        first.query.as_deref(),
+        Some("networkInterfaceInet__contains=10.0.0.1&limit=200")
+    );
+    assert_eq!(
+        action_posts(&sim),
+        [(DISCONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP))]
+    );
+
+    let sim = Simulator::start().await.unwrap();
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::Ip("10.0.0.12".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert_eq!(done.host.agent_id, agents::PREFIX_TRAP);
+}
+
+#[tokio::test]
+async fn two_agents_with_one_hostname_are_ambiguous_and_nothing_is_sent() {
+    let sim = Simulator::start().await.unwrap();
+    let err = error(
+        isolate(
+            &sim,
+            tokens::ADMIN,
+            HostSelector::Hostname("reception-pc".into()),
+            no_options(),
+        )
+        .await,
+    );
+    let ConnectorError::Ambiguous(a) = &err else {
+        panic!("{err:?}")
+    };
+    let ids: Vec<_> = a.candidates.iter().map(|h| h.agent_id.as_str()).collect();
+    assert_eq!(ids, [agents::RECEPTION_OLD, agents::RECEPTION_NEW]);
+    assert!(
+        a.candidates
+            .iter()
+            .all(|h| h.hostname == "RECEPTION-PC" && h.site == "HQ" && h.last_active.is_some())
+    );
+    assert!(a.message.contains("agent id"), "{}", a.message);
+    assert!(action_posts(&sim).is_empty());
+
+    // Retrying with the agent id then works.
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::AgentId(agents::RECEPTION_NEW.into()),
+        no_options(),
+    )
+    .await;
+    assert_eq!(done.result.unwrap().host.agent_id, agents::RECEPTION_NEW);
+    assert_eq!(
+        action_posts(&sim),
+        [(DISCONNECT.to_owned(), body_for(agents::RECEPTION_NEW))]
+    );
+}
+
+#[tokio::test]
+async fn decommissioned_agents_are_ignored() {
+    let sim = Simulator::start().await.unwrap();
+    let host = runtime()
+        .get_host(
+            &connection(CONSOLE, tokens::ADMIN),
+            &HostSelector::Hostname("HR-LT-0007".into()),
+            &policy(&sim),
+        )
+        .await
+        .result
+        .unwrap();
+    assert_eq!(host.agent_id, agents::HR_LAPTOP);
+    let err = error(
+        runtime()
+            .get_host(
+                &connection(CONSOLE, tokens::ADMIN),
+                &HostSelector::AgentId(agents::DECOMMISSIONED.into()),
+                &policy(&sim),
+            )
+            .await,
+    );
+    assert_eq!(err.kind(), "not-found");
+}
+
+#[tokio::test]
+async fn no_match_is_not_found_and_nothing_is_sent() {
+    let sim = Simulator::start().await.unwrap();
+    for selector in [
+        HostSelector::Hostname("NO-SUCH-HOST".into()),
+        HostSelector::Ip("10.9.9.9".into()),
+        HostSelector::Mac("de:ad:be:ef:00:01".into()),
+        HostSelector::AgentId("1".into()),
+    ] {
+        let err = error(isolate(&sim, tokens::ADMIN, selector.clone(), no_options()).await);
+        assert_eq!(err.kind(), "not-found", "{selector:?}");
+        assert!(err.message().contains("No active SentinelOne agent"));
+    }
+    assert!(action_posts(&sim).is_empty());
+}
+
+#[tokio::test]
+async fn malformed_selectors_are_invalid_config_and_send_nothing() {
+    let sim = Simulator::start().await.unwrap();
+    for selector in [
+        HostSelector::AgentId("12; DROP".into()),
+        HostSelector::Ip("10.0.0".into()),
+        HostSelector::Mac("00:11".into()),
+        HostSelector::Hostname("".into()),
+        HostSelector::Hostname("A,B".into()),
+        HostSelector::Uuid("not hex!".into()),
+    ] {
+        let outcome = isolate(&sim, tokens::ADMIN, selector.clone(), no_options()).await;
+        assert!(outcome.requests.is_empty());
+        assert_eq!(error(outcome).kind(), "invalid-config", "{selector:?}");
+    }
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn already_in_the_asked_state_succeeds_unchanged_without_a_post() {
+    let sim = Simulator::start().await.unwrap();
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::Hostname("ISOLATED-SRV".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert!(!done.changed);
+    assert_eq!(done.network_state, NetworkState::Disconnected);
+    let done = runtime()
+        .release_host(
+            &connection(CONSOLE, tokens::ADMIN),
+            &HostSelector::Hostname("FIN-LT-0042".into()),
+            &no_options(),
+            &policy(&sim),
+        )
+        .await
+        .result
+        .unwrap();
+    assert!(!done.changed);
+    assert_eq!(done.network_state, NetworkState::Connected);
+    sim.set_network_status(agents::FINANCE_LAPTOP, "disconnecting");
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert!(!done.changed);
+    assert!(action_posts(&sim).is_empty());
+}
+
+#[tokio::test]
+async fn protected_hosts_are_refused_from_options_or_connection() {
+    let sim = Simulator::start().await.unwrap();
+    for entry in [
+        "dc-01",
+        "DC-01.corp.example",
+        agents::DOMAIN_CONTROLLER,
+        "10.0.0.2",
+    ] {
+        let options = ActionOptions {
+            protected_hosts: vec![entry.into()],
+            wait_seconds: 0,
+        };
+        let err = error(
+            isolate(
+                &sim,
+                tokens::ADMIN,
+                HostSelector::Hostname("DC-01".into()),
+                options,
+            )
+            .await,
+        );
+        assert_eq!(err.kind(), "protected-host", "{entry}");
+        assert!(err.message().contains("DC-01"));
+    }
+    let mut conn = connection(CONSOLE, tokens::ADMIN);
+    conn.protected_hosts = vec!["10.0.0.2".into()];
+    let err = error(
+        runtime()
+            .isolate_host(
+                &conn,
+                &HostSelector::Ip("10.0.0.2".into()),
+                &no_options(),
+                &policy(&sim),
+            )
+            .await,
+    );
+    assert_eq!(err.kind(), "protected-host");
+    assert!(action_posts(&sim).is_empty());
+    // A protected entry never blocks a different host with a similar name or IP.
+    let options = ActionOptions {
+        protected_hosts: vec!["10.0.0.1".into(), "FIN-LT-004".into()],
+        wait_seconds: 0,
+    };
+    assert!(
+        isolate(
+            &sim,
+            tokens::ADMIN,
+            HostSelector::Ip("10.0.0.12".into()),
+            options
+        )
+        .await
+        .result
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn zero_affected_is_an_error_that_says_why() {
+    let sim = Simulator::start().await.unwrap();
+    let err = error(
+        isolate(
+            &sim,
+            tokens::ADMIN,
+            HostSelector::Hostname("WAREHOUSE-WS".into()),
+            no_options(),
+        )
+        .await,
+    );
+    assert_eq!(err.kind(), "upstream");
+    assert!(
+        err.message().contains("affected no agent") && err.message().contains("offline"),
+        "{err:?}"
+    );
+    assert_eq!(
+        action_posts(&sim),
+        [(DISCONNECT.to_owned(), body_for(agents::OFFLINE))]
+    );
+}
+
+fn faulty(kind: FaultKind) -> TokenProfile {
+    TokenProfile::admin("faulty").fault(Fault::always(kind).on_path("/agents/actions"))
+}
+
+#[tokio::test]
+async fn server_error_on_the_post_is_never_resent_and_the_state_is_reported() {
+    // The server did not act: the re-read shows it, and the admin may retry.
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-500-not-applied", faulty(FaultKind::PlainTextError));
+    let err = error(
+        isolate(
+            &sim,
+            "t-500-not-applied",
+            HostSelector::Hostname("FIN-LT-0042".into()),
+            no_options(),
+        )
+        .await,
+    );
+    assert_eq!(err.kind(), "upstream");
+    assert!(
+        err.message().contains("HTTP 500") && err.message().contains("still reports connected"),
+        "{err:?}"
+    );
+    assert_eq!(action_posts(&sim).len(), 1);
+
+    // The server acted, then failed: the re-read shows the isolation.
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-500-applied", faulty(FaultKind::ErrorAfterApplying));
+    let done = isolate(
+        &sim,
+        "t-500-applied",
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert!(done.changed);
+    assert!(done.detail.contains("was accepted"), "{}", done.detail);
+    assert_eq!(action_posts(&sim).len(), 1);
+}
+
+#[tokio::test]
+async fn a_timed_out_post_is_not_resent() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-stall-token", faulty(FaultKind::Stall));
+    let policy = policy(&sim).http_timeout(Duration::from_secs(1));
+    let outcome = runtime()
+        .isolate_host(
+            &connection(CONSOLE, "t-stall-token"),
+            &HostSelector::Hostname("FIN-LT-0042".into()),
+            &no_options(),
+            &policy,
+        )
+        .await;
+    let err = error(outcome);
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("still reports connected"), "{err:?}");
+    assert_eq!(action_posts(&sim).len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_on_the_post_is_retried_after_retry_after() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(
+        "t-429-once",
+        TokenProfile::admin("429-once").fault(
+            Fault::first(1, FaultKind::RateLimited { retry_after: 1 }).on_path("/agents/actions"),
+        ),
+    );
+    let done = isolate(
+        &sim,
+        "t-429-once",
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert!(done.changed);
+    let posts = action_posts(&sim);
+    assert_eq!(posts.len(), 2);
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.1 == body_for(agents::FINANCE_LAPTOP))
+    );
+}
+
+#[tokio::test]
+async fn forbidden_action_names_the_permission() {
+    let sim = Simulator::start().await.unwrap();
+    let err = error(
+        isolate(
+            &sim,
+            tokens::VIEWER,
+            HostSelector::Hostname("FIN-LT-0042".into()),
+            no_options(),
+        )
+        .await,
+    );
+    assert_eq!(err.kind(), "forbidden");
+    assert!(
+        err.message().contains("Endpoints.disconnectFromNetwork"),
+        "{err:?}"
+    );
+    let err = error(
+        runtime()
+            .release_host(
+                &connection(CONSOLE, tokens::VIEWER),
+                &HostSelector::Hostname("ISOLATED-SRV".into()),
+                &no_options(),
+                &policy(&sim),
+            )
+            .await,
+    );
+    assert_eq!(err.kind(), "forbidden");
+    assert!(
+        err.message().contains("Endpoints.reconnectToNetwork"),
+        "{err:?}"
+    );
+    assert_eq!(
+        action_posts(&sim).len(),
+        2,
+        "one refused attempt each, not retried"
+    );
+}
+
+#[tokio::test]
+async fn wait_polls_until_the_agent_confirms_then_release_mirrors() {
+    let sim = Simulator::start().await.unwrap();
+    let options = ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 10,
+    };
+    let done = isolate(
+        &sim,
+        tokens::ADMIN,
+        HostSelector::AgentId(agents::FINANCE_LAPTOP.into()),
+        options.clone(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert_eq!(done.network_state, NetworkState::Disconnected);
+    let done = runtime()
+        .release_host(
+            &connection(CONSOLE, tokens::ADMIN),
+            &HostSelector::AgentId(agents::FINANCE_LAPTOP.into()),
+            &options,
+            &policy(&sim),
+        )
+        .await
+        .result
+        .unwrap();
+    assert!(done.changed);
+    assert_eq!(done.network_state, NetworkState::Connected);
+    assert_eq!(
+        action_posts(&sim),
+        [
+            (DISCONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP)),
+            (CONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn validate_reports_the_action_permissions_as_unverifiable() {
+    let sim = Simulator::start().await.unwrap();
+    let report = validate(&sim, tokens::ADMIN).await.result.unwrap();
+    let actions: Vec<_> = report.permissions[2..]
+        .iter()
+        .map(|p| (p.permission.as_str(), p.state))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("Endpoints.disconnectFromNetwork", PermissionState::Unknown),
+            ("Endpoints.reconnectToNetwork", PermissionState::Unknown)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn describe_marks_isolate_and_release_destructive() {
+    let info = runtime().describe().await.unwrap();
+    let flags: Vec<_> = info
+        .actions
+        .iter()
+        .map(|a| (a.id.as_str(), a.destructive))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("validate-connection", false),
+            ("get-host", false),
+            ("isolate-host", true),
+            ("release-host", true)
+        ]
+    );
+    assert!(
+        info.connection_fields
+            .iter()
+            .any(|f| f.name == "protected-hosts" && !f.required)
+    );
+}
