@@ -152,3 +152,80 @@ fn the_429_html_page_from_a_live_tenant_is_summarised_by_its_title() {
         "HTML page \"429 Too Many Requests\""
     );
 }
+
+#[test]
+fn every_agent_list_parses_into_hosts() {
+    use sentinelone_connector::hosts::{NetworkState, host_from, hosts_in};
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    let cases = [
+        (
+            "rapid7-insightconnect/search_agents_single.json.resp",
+            1,
+            NetworkState::Connected,
+        ),
+        (
+            "rapid7-insightconnect/search_agents_single_2.json.resp",
+            1,
+            NetworkState::Connected,
+        ),
+        (
+            "rapid7-insightconnect/search_agents_multiple.json.resp",
+            2,
+            NetworkState::Disconnected,
+        ),
+        (
+            "rapid7-insightconnect/search_agents_all_active.json.resp",
+            3,
+            NetworkState::Disconnected,
+        ),
+    ];
+    for (name, count, state) in cases {
+        let hosts = hosts_in(&read(name));
+        assert_eq!(hosts.len(), count, "{name}");
+        for h in &hosts {
+            assert!(
+                !h.agent_id.is_empty() && !h.hostname.is_empty(),
+                "{name}: {h:?}"
+            );
+            assert_eq!(h.network_state, state, "{name}");
+            assert!(!h.ip_addresses.is_empty(), "{name}: interfaces parsed");
+        }
+    }
+    // Two agents sharing a hostname: exactly the case `ambiguous` exists for.
+    let multiple = hosts_in(&read(
+        "rapid7-insightconnect/search_agents_multiple.json.resp",
+    ));
+    assert_eq!(multiple[0].hostname, multiple[1].hostname);
+    assert!(hosts_in(&read("rapid7-insightconnect/search_agents_empty.json.resp")).is_empty());
+
+    // XSOAR's raw agent list: a decommissioned agent with string booleans.
+    let raw = read("xsoar-demisto-content/agents_raw_response.json");
+    let agent = host_from(&raw[0]).unwrap();
+    assert_eq!(agent.agent_id, "657613730168123595");
+    assert_eq!(agent.hostname, "EC2AMAZ-AJ0KANC");
+    assert!(agent.decommissioned && !agent.active);
+    assert_eq!(agent.network_state, NetworkState::Connecting);
+}
+
+#[test]
+fn action_responses_report_affected() {
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    for (n, want) in [(0, 0), (1, 1), (2, 2)] {
+        let path = dir.join(format!("rapid7-insightconnect/affected_{n}.json.resp"));
+        let value: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(
+            value.pointer("/data/affected").and_then(Value::as_u64),
+            Some(want)
+        );
+        assert!(body::warnings_in(&value).is_empty());
+    }
+}
