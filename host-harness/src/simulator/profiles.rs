@@ -30,6 +30,14 @@ pub mod tokens {
     pub const OVERSIZED: &str = "sim-oversized-6a0b3f";
     /// Admin; requests never get an answer.
     pub const STALL: &str = "sim-stall-d28e4a";
+    /// Admin; the first isolate/release answers 429 (`Retry-After: 1`).
+    pub const ACTION_RATE_LIMITED_ONCE: &str = "sim-action-429-5b7e21";
+    /// Admin; isolate/release answer a plain-text 500 without acting.
+    pub const ACTION_SERVER_ERROR: &str = "sim-action-500-e49a03";
+    /// Admin; isolate/release act, then answer a plain-text 500.
+    pub const ACTION_ERROR_AFTER_APPLYING: &str = "sim-action-500-applied-71c2f8";
+    /// Admin; isolate/release never get an answer.
+    pub const ACTION_STALL: &str = "sim-action-stall-0f6d95";
 }
 
 /// Every permission the simulator checks.
@@ -127,6 +135,9 @@ pub struct TokenProfile {
 }
 
 const DAY: i64 = 86_400;
+
+/// The path fragment of the isolate/release endpoints.
+const ACTIONS: &str = "/agents/actions/";
 
 impl TokenProfile {
     /// An admin with every permission, expiring in 180 days.
@@ -229,6 +240,26 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
         (
             STALL,
             TokenProfile::admin("stall").fault(Fault::always(FaultKind::Stall)),
+        ),
+        (
+            ACTION_RATE_LIMITED_ONCE,
+            TokenProfile::admin("action-429-once")
+                .fault(Fault::first(1, FaultKind::RateLimited { retry_after: 1 }).on_path(ACTIONS)),
+        ),
+        (
+            ACTION_SERVER_ERROR,
+            TokenProfile::admin("action-500")
+                .fault(Fault::always(FaultKind::PlainTextError).on_path(ACTIONS)),
+        ),
+        (
+            ACTION_ERROR_AFTER_APPLYING,
+            TokenProfile::admin("action-500-applied")
+                .fault(Fault::always(FaultKind::ErrorAfterApplying).on_path(ACTIONS)),
+        ),
+        (
+            ACTION_STALL,
+            TokenProfile::admin("action-stall")
+                .fault(Fault::always(FaultKind::Stall).on_path(ACTIONS)),
         ),
     ]
 }

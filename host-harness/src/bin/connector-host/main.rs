@@ -118,10 +118,25 @@ async fn simulate(port: u16, printer: Printer) -> ExitCode {
         tokens::MALFORMED,
         tokens::STALL
     );
+    println!(
+        "Action faults: 429 once {} · 500 {} · 500 after acting {} · stall {}",
+        tokens::ACTION_RATE_LIMITED_ONCE,
+        tokens::ACTION_SERVER_ERROR,
+        tokens::ACTION_ERROR_AFTER_APPLYING,
+        tokens::ACTION_STALL
+    );
+    println!(
+        "Hosts: FIN-LT-0042 (10.0.0.1), FIN-LT-0043 (10.0.0.12), RECEPTION-PC (two agents), \
+         ISOLATED-SRV, HR-LT-0007, WAREHOUSE-WS (offline), DC-01 (10.0.0.2)"
+    );
     println!();
     println!("Try:");
     println!(
         "  S1_API_TOKEN={} connector-host validate --console sim --connect-to sim.sentinelone.net={addr}",
+        tokens::ADMIN
+    );
+    println!(
+        "  S1_API_TOKEN={} connector-host isolate --hostname FIN-LT-0042 --console sim --connect-to sim.sentinelone.net={addr}",
         tokens::ADMIN
     );
     let _ = tokio::signal::ctrl_c().await;
