@@ -250,8 +250,8 @@ impl<'t, T: Transport> Client<'t, T> {
 }
 
 /// Parses a successful response's JSON body.
-pub fn parse_json<D: DeserializeOwned>(
-    response: &Response,
+pub fn parse_json<'a, D: serde::Deserialize<'a>>(
+    response: &'a Response,
     method: Method,
     path: &str,
 ) -> Result<D> {

@@ -11,6 +11,7 @@ use crate::console::Console;
 use crate::error::Error;
 use crate::hosts::{self, Host, NetworkState, Selector};
 use crate::info;
+use crate::threats;
 use crate::token::ApiToken;
 use crate::validate::{self, PermissionState};
 use crate::wasi_transport::WasiTransport;
@@ -31,6 +32,7 @@ mod bindings {
 }
 
 use bindings::exports::soar::connector::connector as wit;
+use bindings::exports::soar::connector::events as wit_events;
 use bindings::exports::soar::connector::types as wit_types;
 
 struct Component;
@@ -81,6 +83,51 @@ impl wit::Guest for Component {
         options: wit::ActionOptions,
     ) -> Result<wit::ActionOutcome, wit_types::ConnectorError> {
         act(&conn, &host, &options, Direction::Release)
+    }
+}
+
+impl wit_events::Guest for Component {
+    fn fetch_threats(
+        conn: wit_types::Connection,
+        checkpoint: Option<String>,
+        options: wit_events::FetchOptions,
+    ) -> Result<wit_events::ThreatPage, wit_types::ConnectorError> {
+        let options = threats::FetchOptions {
+            page_size: options.page_size,
+            lookback_secs: options.lookback_seconds,
+        };
+        with_client(&conn, |client| {
+            let now = unix_now().saturating_mul(1_000_000);
+            threats::fetch(client, checkpoint.as_deref(), options, now).map(threat_page)
+        })
+    }
+}
+
+fn threat_page(p: threats::ThreatPage) -> wit_events::ThreatPage {
+    wit_events::ThreatPage {
+        threats: p
+            .threats
+            .into_iter()
+            .map(|t| wit_events::Threat {
+                id: t.id,
+                name: t.name,
+                classification: t.classification,
+                confidence: t.confidence,
+                analyst_verdict: t.analyst_verdict,
+                incident_status: t.incident_status,
+                mitigation_status: t.mitigation_status,
+                agent_id: t.agent_id,
+                hostname: t.hostname,
+                site: t.site,
+                account: t.account,
+                created_at: t.created_at,
+                updated_at: t.updated_at,
+                raw: t.raw,
+            })
+            .collect(),
+        checkpoint: p.checkpoint,
+        more: p.more,
+        warnings: p.warnings,
     }
 }
 

@@ -108,4 +108,12 @@ pub const ACTIONS: &[ActionInfo] = &[
         destructive: true,
         permissions: &["Endpoints.view", "Endpoints.reconnectToNetwork"],
     },
+    ActionInfo {
+        id: "fetch-threats",
+        name: "Ingest Threats",
+        description: "Pulls threats updated since the last checkpoint, each version exactly \
+                      once, resumable from a host-stored checkpoint.",
+        destructive: false,
+        permissions: &["Threats.view"],
+    },
 ];

@@ -10,7 +10,8 @@
 //!   [`transport::Transport`] trait;
 //! - [`validate`] implements `validate-connection`;
 //! - [`hosts`] resolves a host selector to exactly one agent, and
-//!   [`actions`] isolates or releases it.
+//!   [`actions`] isolates or releases it;
+//! - [`threats`] pulls threats exactly once per version, resumably.
 //!
 //! Only the private `component` and `wasi_transport` modules, compiled for
 //! wasm32 alone, touch the generated bindings and `wasi:http`.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod hosts;
 pub mod info;
 pub mod retry;
+pub mod threats;
 pub mod time;
 pub mod token;
 pub mod transport;

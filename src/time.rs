@@ -61,6 +61,35 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * DAY + hour * 3600 + minute * 60 + second.min(59) - offset)
 }
 
+/// Like [`parse_rfc3339`], keeping the fraction: Unix microseconds (digits
+/// past the sixth are dropped).
+pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
+    let secs = parse_rfc3339(text)?;
+    let frac = text
+        .trim()
+        .get(19..)
+        .filter(|t| t.starts_with('.'))
+        .map_or("", |t| {
+            let digits = t[1..].bytes().take_while(u8::is_ascii_digit).count();
+            &t[1..1 + digits]
+        });
+    let micros = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+    secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+/// Formats Unix microseconds as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form
+/// SentinelOne sends and accepts in time filters.
+pub fn format_rfc3339_micros(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let base = format_rfc3339(secs);
+    format!("{}.{frac:06}Z", &base[..base.len() - 1])
+}
+
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(DAY);
@@ -148,6 +177,33 @@ mod tests {
             "２０２４-01-01T00:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn micros() {
+        assert_eq!(
+            parse_rfc3339_micros("2018-02-27T04:49:26.257525Z"),
+            Some(1_519_706_966_257_525)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2018-02-27T04:49:26Z"),
+            Some(1_519_706_966_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2018-02-27T04:49:26.25Z"),
+            Some(1_519_706_966_250_000)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2018-02-27T04:49:26.123456789Z"),
+            Some(1_519_706_966_123_456)
+        );
+        assert_eq!(
+            format_rfc3339_micros(1_519_706_966_000_001),
+            "2018-02-27T04:49:26.000001Z"
+        );
+        for t in [0, -1, 1_519_706_966_257_525] {
+            assert_eq!(parse_rfc3339_micros(&format_rfc3339_micros(t)), Some(t));
         }
     }
 

@@ -539,7 +539,8 @@ async fn describe_marks_isolate_and_release_destructive() {
             ("validate-connection", false),
             ("get-host", false),
             ("isolate-host", true),
-            ("release-host", true)
+            ("release-host", true),
+            ("fetch-threats", false)
         ]
     );
     assert!(

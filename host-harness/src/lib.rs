@@ -39,8 +39,9 @@ pub use error::HostError;
 pub use policy::{CallPolicy, EgressPolicy, PolicyError, Route};
 pub use runtime::{
     ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,
-    ConnectionReport, ConnectorError, ConnectorInfo, FormField, Host, HostSelector, NetworkState,
-    Outcome, PermissionCheck, PermissionState, RateLimit, Runtime,
+    ConnectionReport, ConnectorError, ConnectorInfo, FetchOptions, FormField, Host, HostSelector,
+    NetworkState, Outcome, PermissionCheck, PermissionState, RateLimit, Runtime, Threat,
+    ThreatPage,
 };
 
 /// The SentinelOne connector component built from this repository

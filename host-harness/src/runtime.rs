@@ -29,11 +29,12 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::exports::soar::connector::{connector, types};
+use bindings::exports::soar::connector::{connector, events, types};
 pub use connector::{
     ActionInfo, ActionOptions, ActionOutcome, ConnectionReport, ConnectorInfo, FormField,
     PermissionCheck, PermissionState,
 };
+pub use events::{FetchOptions, Threat, ThreatPage};
 pub use types::{AmbiguousHosts, ConnectorError, Host, HostSelector, NetworkState, RateLimit};
 
 /// What the user saved for a connection. `Debug` never shows the token.
@@ -295,6 +296,28 @@ impl Runtime {
                 instance
                     .soar_connector_connector()
                     .call_release_host(store, &conn, &host, &options)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Calls `fetch-threats`: the next page after `checkpoint` (none on the
+    /// first run). Store the returned checkpoint only after the threats.
+    pub async fn fetch_threats(
+        &self,
+        connection: &Connection,
+        checkpoint: Option<&str>,
+        options: &FetchOptions,
+        policy: &CallPolicy,
+    ) -> Outcome<ThreatPage> {
+        let (conn, checkpoint, options) =
+            (connection.to_wit(), checkpoint.map(str::to_owned), *options);
+        self.call(policy, &connection.api_token, move |instance, store| {
+            Box::pin(async move {
+                instance
+                    .soar_connector_events()
+                    .call_fetch_threats(store, &conn, checkpoint.as_deref(), options)
                     .await
             })
         })

@@ -13,6 +13,7 @@
 mod fleet;
 mod profiles;
 mod routes;
+mod threat_store;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 
 pub use fleet::agents;
 pub use profiles::{ALL_PERMISSIONS, Fault, FaultKind, TokenProfile, tokens};
+pub use threat_store::THREAT_COUNT;
 
 /// One request as the simulator received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,9 +56,13 @@ pub struct LoggedRequest {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) tokens: HashMap<String, TokenProfile>,
-    pub(crate) fault_hits: HashMap<(String, usize), u32>,
+    /// Per `(token, fault index)`: matching requests seen, faults applied.
+    pub(crate) fault_hits: HashMap<(String, usize), (u32, u32)>,
     pub(crate) log: Vec<LoggedRequest>,
     pub(crate) agents: Vec<serde_json::Value>,
+    pub(crate) threats: Option<threat_store::ThreatStore>,
+    /// Threat pages served with churn so far, per token.
+    pub(crate) churned: HashMap<String, u32>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -78,6 +84,7 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let mut state = State {
             agents: fleet::builtin(),
+            threats: Some(threat_store::ThreatStore::builtin()),
             ..State::default()
         };
         for (token, profile) in profiles::builtin() {
@@ -121,6 +128,21 @@ impl Simulator {
         if let Some(agent) = state.agents.iter_mut().find(|a| a["id"] == id) {
             agent["networkStatus"] = serde_json::json!(status);
         }
+    }
+
+    /// Every threat's current `(id, updatedAt as served)`; `None` where the
+    /// feed serves no usable timestamp.
+    pub fn threat_versions(&self) -> Vec<(String, Option<String>)> {
+        self.lock()
+            .threats
+            .as_ref()
+            .map(|t| t.versions())
+            .unwrap_or_default()
+    }
+
+    /// The exact JSON text the feed serves for threat `id` now.
+    pub fn served_threat_json(&self, id: &str) -> Option<String> {
+        self.lock().threats.as_ref().and_then(|t| t.served_json(id))
     }
 
     /// Forgets the request log.

@@ -38,6 +38,10 @@ pub mod tokens {
     pub const ACTION_ERROR_AFTER_APPLYING: &str = "sim-action-500-applied-71c2f8";
     /// Admin; isolate/release never get an answer.
     pub const ACTION_STALL: &str = "sim-action-stall-0f6d95";
+    /// Admin; its first 40 threat pages each update two older threats.
+    pub const THREATS_CHURN: &str = "sim-threats-churn-8d3b47";
+    /// Admin; threat pages after the third answer a plain-text 500.
+    pub const THREATS_FAIL_AFTER_3: &str = "sim-threats-fail-after-3-2c9e10";
 }
 
 /// Every permission the simulator checks.
@@ -85,6 +89,9 @@ pub struct Fault {
     pub path_contains: Option<String>,
     /// How many matching requests it hits, then stops; `None` for all.
     pub times: Option<u32>,
+    /// Matching requests let through before it starts ("a fault after
+    /// page N").
+    pub after: u32,
 }
 
 impl Fault {
@@ -94,6 +101,7 @@ impl Fault {
             kind,
             path_contains: None,
             times: None,
+            after: 0,
         }
     }
 
@@ -103,7 +111,14 @@ impl Fault {
             kind,
             path_contains: None,
             times: Some(times),
+            after: 0,
         }
+    }
+
+    /// Lets the first `n` matching requests through before the fault starts.
+    pub fn after(mut self, n: u32) -> Fault {
+        self.after = n;
+        self
     }
 
     /// Restricts the fault to paths containing `fragment`.
@@ -132,6 +147,11 @@ pub struct TokenProfile {
     pub permissions: Vec<String>,
     /// Misbehaviours, checked in order.
     pub faults: Vec<Fault>,
+    /// `GET /threats` requests by this token that also update two older
+    /// threats (updates while a client pages); 0 for none.
+    pub threat_churn: u32,
+    /// Serve `nextCursor` percent-encoded, as some consoles do.
+    pub percent_encoded_cursors: bool,
 }
 
 const DAY: i64 = 86_400;
@@ -151,6 +171,8 @@ impl TokenProfile {
             expires_in: 180 * DAY,
             permissions: ALL_PERMISSIONS.iter().map(|p| (*p).into()).collect(),
             faults: Vec::new(),
+            threat_churn: 0,
+            percent_encoded_cursors: false,
         }
     }
 
@@ -171,6 +193,19 @@ impl TokenProfile {
     /// Adds a fault.
     pub fn fault(mut self, fault: Fault) -> TokenProfile {
         self.faults.push(fault);
+        self
+    }
+
+    /// Updates two older threats on each of the first `requests` threat
+    /// pages this token reads.
+    pub fn threat_churn(mut self, requests: u32) -> TokenProfile {
+        self.threat_churn = requests;
+        self
+    }
+
+    /// Serves threat cursors percent-encoded.
+    pub fn percent_encoded_cursors(mut self) -> TokenProfile {
+        self.percent_encoded_cursors = true;
         self
     }
 
@@ -255,6 +290,18 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
             ACTION_ERROR_AFTER_APPLYING,
             TokenProfile::admin("action-500-applied")
                 .fault(Fault::always(FaultKind::ErrorAfterApplying).on_path(ACTIONS)),
+        ),
+        (
+            THREATS_CHURN,
+            TokenProfile::admin("threats-churn").threat_churn(40),
+        ),
+        (
+            THREATS_FAIL_AFTER_3,
+            TokenProfile::admin("threats-fail-after-3").fault(
+                Fault::always(FaultKind::PlainTextError)
+                    .on_path("/threats")
+                    .after(3),
+            ),
         ),
         (
             ACTION_STALL,

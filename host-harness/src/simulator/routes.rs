@@ -86,12 +86,16 @@ fn authorization(parts: &Parts) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The first fault of `profile` that applies to this request. Every
+/// matching fault counts the request, so "after N" points stay exact when a
+/// profile has several.
 fn take_fault(
     state: &mut State,
     token: &str,
     profile: &TokenProfile,
     path: &str,
 ) -> Option<FaultKind> {
+    let mut chosen = None;
     for (index, fault) in profile.faults.iter().enumerate() {
         if fault
             .path_contains
@@ -100,17 +104,18 @@ fn take_fault(
         {
             continue;
         }
-        let hits = state
+        let (seen, applied) = state
             .fault_hits
             .entry((token.to_owned(), index))
             .or_default();
-        if fault.times.is_some_and(|t| *hits >= t) {
-            continue;
+        *seen += 1;
+        let due = *seen > fault.after && fault.times.is_none_or(|t| *applied < t);
+        if due && chosen.is_none() {
+            *applied += 1;
+            chosen = Some(fault.kind.clone());
         }
-        *hits += 1;
-        return Some(fault.kind.clone());
     }
-    None
+    chosen
 }
 
 async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Response<SimBody> {
@@ -176,7 +181,9 @@ fn route(
             .unwrap_or_else(|| network_action(state, body, "disconnecting")),
         (&Method::POST, "/agents/actions/connect") => needs("Endpoints.reconnectToNetwork")
             .unwrap_or_else(|| network_action(state, body, "connecting")),
-        (&Method::GET, "/threats") => needs("Threats.view").unwrap_or_else(threats),
+        (&Method::GET, "/threats") => {
+            needs("Threats.view").unwrap_or_else(|| threats(state, parts.uri.query(), profile))
+        }
         // The real API answers a wrong method with 404, not 405.
         _ => not_found(),
     }
@@ -326,11 +333,37 @@ fn network_action(state: &Arc<Mutex<State>>, body: &Bytes, pending: &str) -> Res
     )
 }
 
-fn threats() -> Response<SimBody> {
-    json_response(
-        StatusCode::OK,
-        &json!({"data": [], "pagination": {"nextCursor": null}}),
-    )
+/// `GET /threats`, served by the threat store.
+fn threats(
+    state: &Arc<Mutex<State>>,
+    query: Option<&str>,
+    profile: &TokenProfile,
+) -> Response<SimBody> {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let churned = state.churned.entry(profile.name.clone()).or_default();
+    let churn = *churned < profile.threat_churn;
+    if churn {
+        *churned += 1;
+    }
+    let Some(store) = state.threats.as_mut() else {
+        return json_response(
+            StatusCode::OK,
+            &json!({"data": [], "pagination": {"nextCursor": null}}),
+        );
+    };
+    match store.page(&params, churn, profile.percent_encoded_cursors) {
+        Ok(body) => raw(StatusCode::OK, "application/json", Bytes::from(body)),
+        Err(detail) => error(
+            StatusCode::BAD_REQUEST,
+            4000010,
+            "Validation Error",
+            Some(detail),
+        ),
+    }
 }
 
 fn forbidden() -> Response<SimBody> {

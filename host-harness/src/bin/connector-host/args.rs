@@ -39,6 +39,8 @@ pub enum Command {
     Isolate(ActionArgs),
     /// Reconnect an isolated endpoint.
     Release(ActionArgs),
+    /// Pull threats as NDJSON, resumable from a checkpoint file.
+    Threats(ThreatsArgs),
     /// Validate, find, isolate and release against the built-in simulator
     /// (no token or network needed).
     Demo,
@@ -144,6 +146,31 @@ impl ActionArgs {
             wait_seconds: self.wait,
         }
     }
+}
+
+/// `threats` arguments.
+#[derive(Debug, Args)]
+pub struct ThreatsArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Read and save the checkpoint here (replaced atomically after each page).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint_file: Option<PathBuf>,
+    /// Append threats to FILE instead of stdout; exactly once across kills.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How far back the first pull starts, e.g. 24h, 90m, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub lookback: Duration,
+    /// Threats per page (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Keep polling after catching up, until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Time between polls with --follow.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
 }
 
 /// A mistake in how the command was invoked.

@@ -5,6 +5,7 @@
 
 mod args;
 mod demo;
+mod ingest;
 mod output;
 
 use std::process::ExitCode;
@@ -82,6 +83,7 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
             };
             printer.outcome(&outcome, output::action_json, output::action_text)
         }
+        Command::Threats(args) => ingest::run(&connector, args, printer).await,
         Command::Demo => demo::run(&connector, printer).await,
         Command::Simulate { .. } => unreachable!("handled above"),
     }

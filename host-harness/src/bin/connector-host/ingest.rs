@@ -1,0 +1,272 @@
+//! `threats`: pull threats as NDJSON, saving the checkpoint after each page.
+//!
+//! Order per page: write the threats, flush (and, with `--output`, fsync),
+//! then atomically replace the checkpoint file. With `--output FILE` the
+//! checkpoint file also records how many output bytes are committed, and a
+//! restart first cuts the file back to that length, so a kill at any point
+//! delivers every threat version exactly once. On stdout, a kill between the
+//! flush and the rename repeats that one page on restart (each line carries
+//! `id` and `updated_at` to dedupe on).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use connector_host::{CallError, CallPolicy, Connection, FetchOptions, Runtime, Threat};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::args::{ThreatsArgs, UsageError};
+use crate::output::{self, Printer};
+
+/// What the checkpoint file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    /// The connector's opaque checkpoint.
+    checkpoint: Option<String>,
+    /// Bytes of `--output` committed with this checkpoint.
+    #[serde(default)]
+    output_bytes: u64,
+}
+
+/// One NDJSON line. `raw` is embedded verbatim.
+#[derive(Serialize)]
+struct Line<'a> {
+    id: &'a str,
+    name: &'a str,
+    classification: &'a str,
+    confidence: &'a str,
+    analyst_verdict: &'a str,
+    incident_status: &'a str,
+    mitigation_status: &'a str,
+    agent_id: &'a str,
+    hostname: &'a str,
+    site: &'a str,
+    account: &'a str,
+    created_at: Option<&'a str>,
+    updated_at: Option<&'a str>,
+    raw: &'a RawValue,
+}
+
+/// Where threats go.
+enum Sink {
+    Stdout(io::Stdout),
+    File { file: File, len: u64 },
+}
+
+impl Sink {
+    fn write_page(&mut self, threats: &[Threat]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for t in threats {
+            let raw = RawValue::from_string(t.raw.clone())
+                .or_else(|_| {
+                    RawValue::from_string(serde_json::to_string(&t.raw).unwrap_or_default())
+                })
+                .map_err(io::Error::other)?;
+            let line = Line {
+                id: &t.id,
+                name: &t.name,
+                classification: &t.classification,
+                confidence: &t.confidence,
+                analyst_verdict: &t.analyst_verdict,
+                incident_status: &t.incident_status,
+                mitigation_status: &t.mitigation_status,
+                agent_id: &t.agent_id,
+                hostname: &t.hostname,
+                site: &t.site,
+                account: &t.account,
+                created_at: t.created_at.as_deref(),
+                updated_at: t.updated_at.as_deref(),
+                raw: &raw,
+            };
+            serde_json::to_writer(&mut buf, &line).map_err(io::Error::other)?;
+            buf.push(b'\n');
+        }
+        match self {
+            Sink::Stdout(out) => {
+                let mut out = out.lock();
+                out.write_all(&buf)?;
+                out.flush()
+            }
+            Sink::File { file, len } => {
+                file.write_all(&buf)?;
+                file.sync_data()?;
+                *len += buf.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    fn committed_len(&self) -> u64 {
+        match self {
+            Sink::Stdout(_) => 0,
+            Sink::File { len, .. } => *len,
+        }
+    }
+}
+
+pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> ExitCode {
+    let prepared = prepare(args);
+    let (connection, policy, mut saved, mut sink) = match prepared {
+        Ok(v) => v,
+        Err(e) => return printer.usage(&e),
+    };
+    let options = FetchOptions {
+        page_size: args.page_size,
+        lookback_seconds: Some(args.lookback.as_secs()),
+    };
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let (mut delivered, mut pages) = (0u64, 0u64);
+    loop {
+        let outcome = pull(
+            runtime,
+            &connection,
+            saved.checkpoint.as_deref(),
+            &options,
+            &policy,
+        )
+        .await;
+        let page = match outcome {
+            Ok(page) => page,
+            Err(e) => {
+                progress.finish_and_clear();
+                eprintln!("{}", output::error_text(&e));
+                eprintln!("The checkpoint was not advanced; rerun to resume from it.");
+                return ExitCode::from(1);
+            }
+        };
+        for warning in &page.warnings {
+            progress.suspend(|| eprintln!("warning: {warning}"));
+        }
+        if let Err(e) = sink.write_page(&page.threats) {
+            progress.finish_and_clear();
+            eprintln!("error: writing threats failed: {e}; the checkpoint was not advanced");
+            return ExitCode::from(1);
+        }
+        saved = Saved {
+            checkpoint: Some(page.checkpoint),
+            output_bytes: sink.committed_len(),
+        };
+        if let Some(path) = &args.checkpoint_file {
+            if let Err(e) = store(path, &saved) {
+                progress.finish_and_clear();
+                eprintln!(
+                    "error: saving the checkpoint to {} failed: {e}",
+                    path.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+        delivered += page.threats.len() as u64;
+        pages += 1;
+        progress.set_message(format!("{delivered} threat versions in {pages} pages"));
+        if page.more {
+            continue;
+        }
+        if !args.follow {
+            break;
+        }
+        progress.set_message(format!(
+            "{delivered} threat versions in {pages} pages; caught up, waiting"
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(args.interval) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    progress.finish_and_clear();
+    eprintln!("Delivered {delivered} threat versions in {pages} pages.");
+    ExitCode::SUCCESS
+}
+
+async fn pull(
+    runtime: &Runtime,
+    connection: &Connection,
+    checkpoint: Option<&str>,
+    options: &FetchOptions,
+    policy: &CallPolicy,
+) -> Result<connector_host::ThreatPage, CallError> {
+    runtime
+        .fetch_threats(connection, checkpoint, options, policy)
+        .await
+        .result
+}
+
+fn prepare(args: &ThreatsArgs) -> Result<(Connection, CallPolicy, Saved, Sink), UsageError> {
+    let (connection, policy) = args.connection.resolve()?;
+    let saved = match &args.checkpoint_file {
+        Some(path) => load(path)?,
+        None => Saved::default(),
+    };
+    let sink = match &args.output {
+        Some(path) => open_output(path, saved.output_bytes)?,
+        None => Sink::Stdout(io::stdout()),
+    };
+    Ok((connection, policy, saved, sink))
+}
+
+fn load(path: &Path) -> Result<Saved, UsageError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "--checkpoint-file {} is not a checkpoint file ({e}); move it away to start over",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Saved::default()),
+        Err(e) => Err(UsageError(format!(
+            "cannot read --checkpoint-file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes `saved` next to `path`, syncs it, and renames it over `path`.
+fn store(path: &Path, saved: &Saved) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let mut file = File::create(&tmp)?;
+    serde_json::to_writer(&mut file, saved).map_err(io::Error::other)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Opens `--output` for appending, cut back to the committed length.
+fn open_output(path: &Path, committed: u64) -> Result<Sink, UsageError> {
+    let fail = |e: io::Error| UsageError(format!("cannot open --output {}: {e}", path.display()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
+    if len < committed {
+        return Err(UsageError(format!(
+            "--output {} has {len} bytes but the checkpoint records {committed} delivered; it was \
+             changed outside this tool, so resuming could lose threats",
+            path.display()
+        )));
+    }
+    file.set_len(committed).map_err(fail)?;
+    use std::io::Seek;
+    file.seek(io::SeekFrom::End(0)).map_err(fail)?;
+    Ok(Sink::File {
+        file,
+        len: committed,
+    })
+}

@@ -1,0 +1,538 @@
+//! `fetch-threats`: pull SentinelOne threats page by page so that every
+//! threat version (id + `updatedAt`) is delivered exactly once, with all
+//! state in an opaque checkpoint the host stores.
+//!
+//! Each call fetches one API page: `GET /threats?updatedAt__gte=<watermark>
+//! &sortBy=updatedAt&sortOrder=asc`, following `pagination.nextCursor` on
+//! later calls. The checkpoint holds the watermark (the newest `updatedAt`
+//! delivered), the versions already delivered at exactly that instant (the
+//! next query includes them again), and a cursor in progress.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::api::{Client, Idempotency, encode_query_value};
+use crate::body;
+use crate::error::{Error, Result};
+use crate::time::{format_rfc3339_micros, parse_rfc3339_micros};
+use crate::transport::{Method, Transport};
+
+/// Page size when the caller passes 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The API refuses larger pages.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// First-run look-back when the caller passes none: 24 hours.
+pub const DEFAULT_LOOKBACK_SECS: u64 = 24 * 3600;
+/// Marks a checkpoint of this connector, version 1.
+const CHECKPOINT_PREFIX: &str = "s1-threats-v1:";
+
+/// Options of one fetch. Mirrors the WIT `fetch-options`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// Threats per API page, 1 to 1000; 0 means [`DEFAULT_PAGE_SIZE`].
+    pub page_size: u32,
+    /// How far back the first run (no checkpoint) starts, in seconds.
+    pub lookback_secs: Option<u64>,
+}
+
+/// One threat. Mirrors the WIT `threat`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Threat {
+    /// Threat id.
+    pub id: String,
+    /// Threat (file) name.
+    pub name: String,
+    /// Classification, e.g. `Malware`.
+    pub classification: String,
+    /// `malicious` or `suspicious`.
+    pub confidence: String,
+    /// Analyst verdict.
+    pub analyst_verdict: String,
+    /// Incident status.
+    pub incident_status: String,
+    /// Mitigation status.
+    pub mitigation_status: String,
+    /// The agent that reported it.
+    pub agent_id: String,
+    /// The agent's computer name.
+    pub hostname: String,
+    /// Site name.
+    pub site: String,
+    /// Account name.
+    pub account: String,
+    /// Creation time as sent.
+    pub created_at: Option<String>,
+    /// Last update time as sent.
+    pub updated_at: Option<String>,
+    /// The threat object exactly as the console sent it.
+    pub raw: String,
+}
+
+/// One call's result. Mirrors the WIT `threat-page`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreatPage {
+    /// New threat versions, oldest update first.
+    pub threats: Vec<Threat>,
+    /// Where the next call continues; store it after the threats.
+    pub checkpoint: String,
+    /// True when the console has more right now: call again at once.
+    pub more: bool,
+    /// Data problems worth a look (e.g. a threat without a timestamp).
+    pub warnings: Vec<String>,
+}
+
+/// The decoded checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The console it belongs to.
+    console: String,
+    /// Watermark: newest delivered `updatedAt`, Unix microseconds.
+    watermark: i64,
+    /// Versions delivered at exactly the watermark: `(id, updatedAt µs)`.
+    seen: Vec<(String, i64)>,
+    /// A cursor in progress and the `updatedAt__gte` of its query.
+    cursor: Option<(String, i64)>,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> String {
+        let json = serde_json::to_string(self).expect("a checkpoint always serialises");
+        format!("{CHECKPOINT_PREFIX}{json}")
+    }
+
+    fn decode(text: &str, console: &str) -> Result<Checkpoint> {
+        let bad = |why: &str| {
+            Err(Error::InvalidConfig(format!(
+                "The stored threat checkpoint is unusable ({why}). Delete it to start again from \
+                 the look-back window; threats already ingested may then be delivered again."
+            )))
+        };
+        let Some(json) = text.trim().strip_prefix(CHECKPOINT_PREFIX) else {
+            return bad("it was not written by this connector");
+        };
+        let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(json) else {
+            return bad("it is malformed");
+        };
+        if checkpoint.console != console {
+            return bad(&format!(
+                "it belongs to the console {}, not {console}",
+                body::quote(&checkpoint.console)
+            ));
+        }
+        Ok(checkpoint)
+    }
+}
+
+/// The page of a `/threats` response, each item kept as its exact text.
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    data: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default, rename = "nextCursor")]
+    next_cursor: Option<String>,
+}
+
+/// Fetches the next page after `checkpoint` (`None` on the first run).
+/// `now_micros` is the current time, for the first run's look-back.
+pub fn fetch<T: Transport>(
+    client: &mut Client<'_, T>,
+    checkpoint: Option<&str>,
+    options: FetchOptions,
+    now_micros: i64,
+) -> Result<ThreatPage> {
+    let page_size = match options.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n <= MAX_PAGE_SIZE => n,
+        n => {
+            return Err(Error::InvalidConfig(format!(
+                "The page size {n} is too large: SentinelOne returns at most {MAX_PAGE_SIZE} \
+                 threats per page."
+            )));
+        }
+    };
+    let console = client.console().host().to_owned();
+    let mut state = match checkpoint {
+        Some(text) => Checkpoint::decode(text, &console)?,
+        None => {
+            let lookback = options.lookback_secs.unwrap_or(DEFAULT_LOOKBACK_SECS);
+            let lookback = i64::try_from(lookback.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+            Checkpoint {
+                console,
+                watermark: now_micros.saturating_sub(lookback),
+                seen: vec![],
+                cursor: None,
+            }
+        }
+    };
+    let (since, cursor) = match &state.cursor {
+        Some((cursor, since)) => (*since, Some(cursor.clone())),
+        None => (state.watermark, None),
+    };
+    let mut path = format!(
+        "/threats?updatedAt__gte={}&sortBy=updatedAt&sortOrder=asc&limit={page_size}",
+        encode_query_value(&format_rfc3339_micros(since))
+    );
+    if let Some(c) = &cursor {
+        path.push_str(&format!("&cursor={}", encode_query_value(c)));
+    }
+    let response = client.send(Method::Get, &path, None, Idempotency::Read)?;
+    if !response.is_success() {
+        return Err(client.status_error(Method::Get, &path, &response, Some("Threats.view")));
+    }
+    let page: Page<'_> = crate::api::parse_json(&response, Method::Get, "/threats")?;
+    let Some(items) = page.data else {
+        return Err(Error::Upstream(format!(
+            "The console's threats answer has no data list: {}.",
+            body::summarize(&response.body)
+        )));
+    };
+    let mut warnings = crate::api::parse_json::<Value>(&response, Method::Get, "/threats")
+        .map(|v| body::warnings_in(&v))
+        .unwrap_or_default();
+    let mut threats = Vec::new();
+    let mut delivered: Vec<(String, i64)> = Vec::new();
+    for raw in items {
+        let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        let threat = threat_from(&value, raw.get());
+        let version = threat.updated_at.as_deref().and_then(parse_rfc3339_micros);
+        match version {
+            Some(at)
+                if state
+                    .seen
+                    .iter()
+                    .chain(&delivered)
+                    .any(|(id, seen)| *id == threat.id && *seen == at) =>
+            {
+                continue;
+            }
+            Some(at) => delivered.push((threat.id.clone(), at)),
+            None => warnings.push(format!(
+                "Threat {} has no usable updatedAt ({}); it is delivered, but does not move the \
+                 checkpoint.",
+                body::quote(&threat.id),
+                body::quote(threat.updated_at.as_deref().unwrap_or("missing"))
+            )),
+        }
+        threats.push(threat);
+    }
+    advance(&mut state, &delivered);
+    let next = page
+        .pagination
+        .and_then(|p| p.next_cursor)
+        .filter(|c| !c.is_empty());
+    if next.is_some() && next == cursor {
+        return Err(Error::Upstream(
+            "The console returned the same page cursor again; stopping so ingestion does not \
+             loop. The checkpoint was not advanced."
+                .into(),
+        ));
+    }
+    let more = next.is_some();
+    state.cursor = next.map(|c| (c, since));
+    Ok(ThreatPage {
+        threats,
+        checkpoint: state.encode(),
+        more,
+        warnings,
+    })
+}
+
+/// Moves the watermark to the newest delivered version and remembers the
+/// versions delivered at it.
+fn advance(state: &mut Checkpoint, delivered: &[(String, i64)]) {
+    let newest = delivered
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap_or(i64::MIN);
+    if newest > state.watermark {
+        state.watermark = newest;
+        state.seen.clear();
+    }
+    let at_watermark = delivered
+        .iter()
+        .filter(|(_, at)| *at == state.watermark)
+        .cloned();
+    state.seen.extend(at_watermark);
+}
+
+/// Reads a threat leniently: v2.1 nests most fields (`threatInfo`,
+/// `agentRealtimeInfo`); v2.0 has them flat.
+pub fn threat_from(value: &Value, raw: &str) -> Threat {
+    let text = |paths: &[&str]| {
+        paths.iter().find_map(|p| match value.pointer(p) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let field = |paths: &[&str]| text(paths).unwrap_or_default();
+    Threat {
+        id: field(&["/id", "/threatInfo/threatId"]),
+        name: field(&[
+            "/threatInfo/threatName",
+            "/threatName",
+            "/fileDisplayName",
+            "/description",
+        ]),
+        classification: field(&["/threatInfo/classification", "/classification"]),
+        confidence: field(&["/threatInfo/confidenceLevel", "/confidenceLevel"]),
+        analyst_verdict: field(&["/threatInfo/analystVerdict", "/analystVerdict"]),
+        incident_status: field(&["/threatInfo/incidentStatus", "/incidentStatus"]),
+        mitigation_status: field(&["/threatInfo/mitigationStatus", "/mitigationStatus"]),
+        agent_id: field(&["/agentRealtimeInfo/agentId", "/agentId"]),
+        hostname: field(&["/agentRealtimeInfo/agentComputerName", "/agentComputerName"]),
+        site: field(&["/agentRealtimeInfo/siteName", "/siteName"]),
+        account: field(&["/agentRealtimeInfo/accountName", "/accountName"]),
+        created_at: text(&["/threatInfo/createdAt", "/createdAt"]),
+        updated_at: text(&["/threatInfo/updatedAt", "/updatedAt"]),
+        raw: raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Console;
+    use crate::token::ApiToken;
+    use crate::transport::testing::Scripted;
+
+    const NOW: i64 = 1_780_000_000_000_000;
+
+    fn threat(id: &str, updated: &str) -> Value {
+        serde_json::json!({"id": id, "threatInfo": {"threatId": id, "threatName": "evil.exe",
+            "classification": "Malware", "updatedAt": updated, "createdAt": updated},
+            "agentRealtimeInfo": {"agentId": "42", "agentComputerName": "FIN-LT-0042"}})
+    }
+
+    fn page(items: &[Value], next: Option<&str>) -> String {
+        serde_json::json!({"data": items, "pagination": {"nextCursor": next}}).to_string()
+    }
+
+    fn fetch_with(t: &mut Scripted, checkpoint: Option<&str>) -> Result<ThreatPage> {
+        let mut client = Client::new(
+            Console::parse("u1").unwrap(),
+            ApiToken::parse("tok-12345").unwrap(),
+            t,
+        );
+        fetch(
+            &mut client,
+            checkpoint,
+            FetchOptions {
+                page_size: 2,
+                lookback_secs: None,
+            },
+            NOW,
+        )
+    }
+
+    #[test]
+    fn first_run_queries_from_the_lookback_sorted_ascending() {
+        let mut t = Scripted::default().reply(200, &page(&[], None));
+        let p = fetch_with(&mut t, None).unwrap();
+        assert_eq!(
+            t.sent[0].path_and_query,
+            "/web/api/v2.1/threats?updatedAt__gte=2026-05-27T20%3A26%3A40.000000Z&sortBy=updatedAt&sortOrder=asc&limit=2"
+        );
+        assert!(!p.more && p.threats.is_empty());
+    }
+
+    #[test]
+    fn follows_cursors_and_dedupes_the_overlap_at_the_watermark() {
+        let a = threat("1", "2026-05-28T10:00:00.000001Z");
+        let b = threat("2", "2026-05-28T10:00:00.000002Z");
+        let c = threat("3", "2026-05-28T10:00:00.000002Z");
+        let mut t = Scripted::default()
+            .reply(200, &page(&[a.clone(), b.clone()], Some("cur+/=")))
+            .reply(200, &page(&[c.clone()], None))
+            .reply(200, &page(&[b.clone(), c.clone()], None));
+        let p1 = fetch_with(&mut t, None).unwrap();
+        assert!(p1.more);
+        let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
+        assert!(
+            t.sent[1].path_and_query.ends_with("&cursor=cur%2B%2F%3D"),
+            "{}",
+            t.sent[1].path_and_query
+        );
+        assert!(
+            t.sent[1]
+                .path_and_query
+                .contains("updatedAt__gte=2026-05-27T20"),
+            "same query while paging"
+        );
+        assert!(!p2.more);
+        let p3 = fetch_with(&mut t, Some(&p2.checkpoint)).unwrap();
+        assert!(
+            t.sent[2]
+                .path_and_query
+                .contains("updatedAt__gte=2026-05-28T10%3A00%3A00.000002Z")
+        );
+        let ids = |p: &ThreatPage| p.threats.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            (ids(&p1), ids(&p2), ids(&p3)),
+            (vec!["1".into(), "2".into()], vec!["3".into()], vec![])
+        );
+    }
+
+    #[test]
+    fn a_version_repeated_within_a_page_is_delivered_once() {
+        let a = threat("1", "2026-05-28T10:00:00Z");
+        let mut t = Scripted::default().reply(200, &page(&[a.clone(), a], None));
+        assert_eq!(fetch_with(&mut t, None).unwrap().threats.len(), 1);
+    }
+
+    #[test]
+    fn an_update_is_a_new_version() {
+        let mut t = Scripted::default()
+            .reply(200, &page(&[threat("1", "2026-05-28T10:00:00Z")], None))
+            .reply(
+                200,
+                &page(
+                    &[
+                        threat("1", "2026-05-28T10:00:00Z"),
+                        threat("1", "2026-05-28T11:00:00Z"),
+                    ],
+                    None,
+                ),
+            );
+        let p1 = fetch_with(&mut t, None).unwrap();
+        let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
+        assert_eq!(p2.threats.len(), 1);
+        assert_eq!(
+            p2.threats[0].updated_at.as_deref(),
+            Some("2026-05-28T11:00:00Z")
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_are_delivered_with_a_warning_and_do_not_move_the_watermark() {
+        let mut missing = threat("9", "x");
+        missing["threatInfo"]
+            .as_object_mut()
+            .unwrap()
+            .remove("updatedAt");
+        let mut t = Scripted::default()
+            .reply(200, &page(&[missing, threat("8", "yesterday")], None))
+            .reply(200, &page(&[], None));
+        let p = fetch_with(&mut t, None).unwrap();
+        assert_eq!(p.threats.len(), 2);
+        assert_eq!(p.warnings.len(), 2);
+        assert!(p.warnings[1].contains("yesterday"));
+        fetch_with(&mut t, Some(&p.checkpoint)).unwrap();
+        assert!(
+            t.sent[1]
+                .path_and_query
+                .contains("updatedAt__gte=2026-05-27T20"),
+            "watermark unchanged"
+        );
+    }
+
+    #[test]
+    fn raw_is_the_exact_served_text() {
+        let body = r#"{"data":[{"id": "7", "threatInfo": {"updatedAt":"2026-05-28T10:00:00Z", "x": 1.50}}],"pagination":{"nextCursor":null}}"#;
+        let mut t = Scripted::default().reply(200, body);
+        let p = fetch_with(&mut t, None).unwrap();
+        assert_eq!(
+            p.threats[0].raw,
+            r#"{"id": "7", "threatInfo": {"updatedAt":"2026-05-28T10:00:00Z", "x": 1.50}}"#
+        );
+    }
+
+    #[test]
+    fn bad_checkpoints_and_page_sizes_are_invalid_config() {
+        let mut t = Scripted::default();
+        for bad in [
+            "",
+            "garbage",
+            "s1-threats-v1:{",
+            "s1-threats-v1:{\"console\":1}",
+        ] {
+            assert_eq!(
+                fetch_with(&mut t, Some(bad)).unwrap_err().kind(),
+                "invalid-config",
+                "{bad}"
+            );
+        }
+        let foreign = Checkpoint {
+            console: "other.sentinelone.net".into(),
+            watermark: 0,
+            seen: vec![],
+            cursor: None,
+        };
+        let err = fetch_with(&mut t, Some(&foreign.encode())).unwrap_err();
+        assert!(
+            err.message()
+                .contains("belongs to the console other.sentinelone.net"),
+            "{err}"
+        );
+        let mut client = Client::new(
+            Console::parse("u1").unwrap(),
+            ApiToken::parse("tok-12345").unwrap(),
+            &mut t,
+        );
+        let options = FetchOptions {
+            page_size: 1001,
+            lookback_secs: None,
+        };
+        assert_eq!(
+            fetch(&mut client, None, options, NOW).unwrap_err().kind(),
+            "invalid-config"
+        );
+        assert!(t.sent.is_empty());
+    }
+
+    #[test]
+    fn a_failed_page_leaves_the_old_checkpoint_valid() {
+        let mut t = Scripted::default()
+            .reply(
+                200,
+                &page(&[threat("1", "2026-05-28T10:00:00Z")], Some("c1")),
+            )
+            .reply(500, "Server could not process the request.")
+            .reply(200, &page(&[threat("2", "2026-05-28T10:00:01Z")], None));
+        let p1 = fetch_with(&mut t, None).unwrap();
+        assert_eq!(
+            fetch_with(&mut t, Some(&p1.checkpoint)).unwrap_err().kind(),
+            "upstream"
+        );
+        let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
+        assert_eq!(p2.threats[0].id, "2");
+        assert!(t.sent[2].path_and_query.ends_with("&cursor=c1"));
+    }
+
+    #[test]
+    fn a_repeated_cursor_stops_instead_of_looping() {
+        let mut t = Scripted::default()
+            .reply(200, &page(&[], Some("same")))
+            .reply(200, &page(&[], Some("same")));
+        let p1 = fetch_with(&mut t, None).unwrap();
+        assert_eq!(
+            fetch_with(&mut t, Some(&p1.checkpoint)).unwrap_err().kind(),
+            "upstream"
+        );
+    }
+
+    #[test]
+    fn v20_flat_threats_are_read_too() {
+        let v: Value = serde_json::json!({"id": "5", "classification": "Trojan", "agentComputerName": "PC",
+            "agentId": "9", "createdAt": "2018-02-27T04:49:26.257525Z", "updatedAt": "2018-02-27T04:49:26.257525Z",
+            "mitigationStatus": "mitigated"});
+        let t = threat_from(&v, "{}");
+        assert_eq!(
+            (
+                t.classification.as_str(),
+                t.hostname.as_str(),
+                t.agent_id.as_str()
+            ),
+            ("Trojan", "PC", "9")
+        );
+        assert_eq!(t.mitigation_status, "mitigated");
+    }
+}
