@@ -351,7 +351,7 @@ mod tests {
         let c = threat("3", "2026-05-28T10:00:00.000002Z");
         let mut t = Scripted::default()
             .reply(200, &page(&[a.clone(), b.clone()], Some("cur+/=")))
-            .reply(200, &page(&[c.clone()], None))
+            .reply(200, &page(std::slice::from_ref(&c), None))
             .reply(200, &page(&[b.clone(), c.clone()], None));
         let p1 = fetch_with(&mut t, None).unwrap();
         assert!(p1.more);

@@ -157,6 +157,10 @@ async fn canary_token_never_appears_in_any_output() {
             outputs.push(run(args, token_env.clone()).await);
         }
     }
+    // Threat ingestion, to stdout, with the progress and warnings on stderr.
+    let mut args = validate_args(&sim, "canary", &["--page-size", "1000"]);
+    args[0] = "threats".into();
+    outputs.push(run(args, token_env.clone()).await);
     for cmd in [
         vec!["describe"],
         vec!["describe", "--json"],
@@ -171,7 +175,7 @@ async fn canary_token_never_appears_in_any_output() {
             .await,
         );
     }
-    assert!(outputs.len() >= 42);
+    assert!(outputs.len() >= 43);
     for output in &outputs {
         let all = text(output);
         assert!(!all.contains(CANARY), "token leaked:\n{all}");
@@ -327,4 +331,75 @@ async fn exit_statuses_and_json_shape() {
         json(&describe)["result"]["connection_fields"][1]["secret"],
         true
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threats_killed_at_random_points_deliver_each_version_once_to_the_output_file() {
+    use std::collections::HashSet;
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(CANARY, TokenProfile::admin("killed").threat_churn(20));
+    let dir = std::env::temp_dir().join(format!("threats-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (checkpoint, out) = (dir.join("checkpoint.json"), dir.join("threats.ndjson"));
+    let mut args = validate_args(&sim, "canary", &["--page-size", "50"]);
+    args[0] = "threats".into();
+    args.extend([
+        "--checkpoint-file".into(),
+        checkpoint.display().to_string(),
+        "--output".into(),
+        out.display().to_string(),
+    ]);
+    // SIGKILL at staggered points: before the first page, mid-pull, late.
+    for delay_ms in [60u64, 170, 260, 340, 450, 580, 700, 900] {
+        let mut child = Command::new(binary())
+            .args(&args)
+            .env("S1_API_TOKEN", CANARY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The kills landed mid-pull: some pages were committed, not all.
+    let committed = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        checkpoint.exists() && committed > 0,
+        "no page was committed before the kills"
+    );
+    // Then run to completion until a run adds nothing (updates keep coming
+    // for the first 20 pages).
+    let mut previous = u64::MAX;
+    for _ in 0..10 {
+        let done = run(args.clone(), vec![("S1_API_TOKEN", CANARY.to_owned())]).await;
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+        assert!(!text(&done).contains(CANARY));
+        let len = std::fs::metadata(&out).unwrap().len();
+        if len == previous {
+            break;
+        }
+        previous = len;
+    }
+    let content = std::fs::read_to_string(&out).unwrap();
+    let mut delivered = HashSet::new();
+    for line in content.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+        let key = (
+            v["id"].as_str().unwrap().to_owned(),
+            v["updated_at"].as_str().map(str::to_owned),
+        );
+        assert!(delivered.insert(key.clone()), "delivered twice: {key:?}");
+        assert_eq!(v["raw"]["id"], v["id"], "raw embedded as JSON");
+    }
+    for (id, at) in sim.threat_versions() {
+        if at.is_some() {
+            assert!(
+                delivered.contains(&(id.clone(), at.clone())),
+                "missing {id} {at:?}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -229,3 +229,59 @@ fn action_responses_report_affected() {
         assert!(body::warnings_in(&value).is_empty());
     }
 }
+
+#[test]
+fn every_threats_page_in_the_corpus_parses() {
+    use sentinelone_connector::threats::{FetchOptions, fetch};
+    let Some(dir) = corpus() else {
+        eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
+        return;
+    };
+    let cases = [
+        ("netways-check_sentinelone/threats.json", 1),
+        ("rapid7-insightconnect/threats.json.resp", 1),
+        ("rapid7-insightconnect/get_valid_threat_1.json.resp", 1),
+        ("rapid7-insightconnect/monitor_logs_threats.json.resp", 1),
+        ("rapid7-insightconnect/threats_same_status.json.resp", 1),
+        ("rapid7-insightconnect/threats_not_found.json.resp", 0),
+        (
+            "rapid7-insightconnect/get_non_existing_threat_1.json.resp",
+            0,
+        ),
+    ];
+    for (name, at_least) in cases {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let mut transport = Canned(Response {
+            status: 200,
+            headers: vec![],
+            body: bytes.clone(),
+        });
+        let mut client = Client::new(
+            Console::parse("usea1-acme").unwrap(),
+            ApiToken::parse("token-value").unwrap(),
+            &mut transport,
+        );
+        let options = FetchOptions {
+            page_size: 100,
+            lookback_secs: None,
+        };
+        let page = fetch(&mut client, None, options, 1_780_000_000_000_000)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            page.threats.len() >= at_least,
+            "{name}: {} threats",
+            page.threats.len()
+        );
+        let served: Value = serde_json::from_slice(&bytes).unwrap();
+        for (threat, item) in page.threats.iter().zip(served["data"].as_array().unwrap()) {
+            assert!(!threat.id.is_empty(), "{name}");
+            // raw holds the served item (byte-exactness is tested end to
+            // end against the simulator; here the values are compared).
+            assert_eq!(
+                serde_json::from_str::<Value>(&threat.raw).unwrap(),
+                *item,
+                "{name}"
+            );
+        }
+    }
+}

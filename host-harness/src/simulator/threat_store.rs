@@ -93,8 +93,8 @@ impl ThreatStore {
         let t = &self.threats[index];
         let mut threat_info = json!({
             "threatId": t.id, "threatName": format!("payload-{index}.exe"),
-            "classification": if index % 2 == 0 { "Malware" } else { "Ransomware" },
-            "confidenceLevel": if index % 3 == 0 { "suspicious" } else { "malicious" },
+            "classification": if index.is_multiple_of(2) { "Malware" } else { "Ransomware" },
+            "confidenceLevel": if index.is_multiple_of(3) { "suspicious" } else { "malicious" },
             "analystVerdict": "undefined", "incidentStatus": t.incident_status,
             "mitigationStatus": "not_mitigated", "detectionType": "static",
             "sha1": format!("{:040x}", index), "filePath": format!("\\\\Device\\\\HarddiskVolume3\\\\Users\\\\u{index}\\\\payload.exe"),

@@ -152,15 +152,15 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
             checkpoint: Some(page.checkpoint),
             output_bytes: sink.committed_len(),
         };
-        if let Some(path) = &args.checkpoint_file {
-            if let Err(e) = store(path, &saved) {
-                progress.finish_and_clear();
-                eprintln!(
-                    "error: saving the checkpoint to {} failed: {e}",
-                    path.display()
-                );
-                return ExitCode::from(1);
-            }
+        if let Some(path) = &args.checkpoint_file
+            && let Err(e) = store(path, &saved)
+        {
+            progress.finish_and_clear();
+            eprintln!(
+                "error: saving the checkpoint to {} failed: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
         }
         delivered += page.threats.len() as u64;
         pages += 1;
@@ -250,6 +250,8 @@ fn open_output(path: &Path, committed: u64) -> Result<Sink, UsageError> {
     let fail = |e: io::Error| UsageError(format!("cannot open --output {}: {e}", path.display()));
     let mut file = OpenOptions::new()
         .create(true)
+        // Kept: the committed part of an earlier run; set_len cuts the rest.
+        .truncate(false)
         .read(true)
         .write(true)
         .open(path)

@@ -1,0 +1,304 @@
+//! End-to-end threat ingestion against the simulator's 2,400-threat feed:
+//! exactly once per version, through updates while paging, faults and
+//! kills at random points, with byte-exact `raw` and cursors.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+
+use connector_host::simulator::{Fault, FaultKind, Simulator, THREAT_COUNT, TokenProfile, tokens};
+use connector_host::{CallError, FetchOptions, ThreatPage};
+use proptest::prelude::*;
+use support::*;
+
+type Version = (String, Option<String>);
+
+/// Pulls until a caught-up call brings nothing new, resuming from the last
+/// committed checkpoint after every failure (at most `max_failures`).
+/// Returns the delivered versions, the pages, and the failures.
+async fn pull(
+    sim: &Simulator,
+    token: &str,
+    page_size: u32,
+    max_failures: usize,
+) -> (Vec<Version>, Vec<ThreatPage>, usize) {
+    let options = FetchOptions {
+        page_size,
+        lookback_seconds: None,
+    };
+    let conn = connection(CONSOLE, token);
+    let policy = policy(sim);
+    let (mut committed, mut delivered, mut pages, mut failures) =
+        (None::<String>, vec![], vec![], 0);
+    for _ in 0..500 {
+        let outcome = runtime()
+            .fetch_threats(&conn, committed.as_deref(), &options, &policy)
+            .await;
+        match outcome.result {
+            Ok(page) => {
+                // Deliver and commit together, as a SOAR engine's store would.
+                delivered.extend(
+                    page.threats
+                        .iter()
+                        .map(|t| (t.id.clone(), t.updated_at.clone())),
+                );
+                committed = Some(page.checkpoint.clone());
+                // Caught up and nothing new: updates made while paging have
+                // all been picked up (a real poller would keep polling).
+                let done = !page.more && page.threats.is_empty();
+                pages.push(page);
+                if done {
+                    return (delivered, pages, failures);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                assert!(failures <= max_failures, "too many failures, last: {e}");
+            }
+        }
+    }
+    panic!("the pull did not catch up");
+}
+
+fn assert_no_duplicates(delivered: &[Version]) {
+    let mut seen = HashSet::new();
+    for v in delivered {
+        assert!(seen.insert(v.clone()), "delivered twice: {v:?}");
+    }
+}
+
+/// Every threat's current version was delivered (those without a usable
+/// timestamp at least once by id).
+fn assert_all_current_versions(sim: &Simulator, delivered: &[Version]) {
+    let got: HashSet<&Version> = delivered.iter().collect();
+    let ids: HashSet<&str> = delivered.iter().map(|(id, _)| id.as_str()).collect();
+    for (id, at) in sim.threat_versions() {
+        match at {
+            Some(_) => assert!(
+                got.contains(&(id.clone(), at.clone())),
+                "missing {id} at {at:?}"
+            ),
+            None => assert!(ids.contains(id.as_str()), "missing {id}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_pull_delivers_each_threat_exactly_once() {
+    let sim = Simulator::start().await.unwrap();
+    let (delivered, pages, _) = pull(&sim, tokens::ADMIN, 250, 0).await;
+    assert_eq!(delivered.len(), THREAT_COUNT);
+    assert_no_duplicates(&delivered);
+    assert_all_current_versions(&sim, &delivered);
+    let warnings: Vec<_> = pages.iter().flat_map(|p| p.warnings.iter()).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    // Sorted ascending by updatedAt, never relying on totalItems (the feed has none).
+    for r in sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/threats"))
+    {
+        let q = r.query.as_deref().unwrap();
+        assert!(
+            q.contains("sortBy=updatedAt&sortOrder=asc&limit=250"),
+            "{q}"
+        );
+        assert!(q.starts_with("updatedAt__gte="), "{q}");
+    }
+    // Caught up after the last full page: the next call delivered nothing.
+    assert!(pages.last().unwrap().threats.is_empty());
+    assert!(!pages[pages.len() - 2].threats.is_empty());
+}
+
+#[tokio::test]
+async fn raw_is_byte_for_byte_the_served_json() {
+    let sim = Simulator::start().await.unwrap();
+    let (_, pages, _) = pull(&sim, tokens::ADMIN, 1000, 0).await;
+    let mut checked = 0;
+    for t in pages.iter().flat_map(|p| &p.threats) {
+        assert_eq!(
+            Some(&t.raw),
+            sim.served_threat_json(&t.id).as_ref(),
+            "{}",
+            t.id
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, THREAT_COUNT);
+}
+
+#[tokio::test]
+async fn cursors_round_trip_byte_for_byte_plain_or_percent_encoded() {
+    for encoded in [false, true] {
+        let sim = Simulator::start().await.unwrap();
+        let mut profile = TokenProfile::admin("cursors");
+        if encoded {
+            profile = profile.percent_encoded_cursors();
+        }
+        sim.add_token("cursor-token", profile);
+        // The simulator answers 400 to any cursor it did not issue, so a
+        // complete pull proves every cursor came back exactly.
+        let (delivered, pages, _) = pull(&sim, "cursor-token", 100, 0).await;
+        assert_eq!(delivered.len(), THREAT_COUNT);
+        let cursors: Vec<String> = sim
+            .requests()
+            .iter()
+            .filter_map(|r| r.query.as_deref())
+            .flat_map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|(k, _)| k == "cursor")
+            .map(|(_, v)| v)
+            .collect();
+        let followed = pages.iter().filter(|p| p.more).count();
+        assert_eq!(
+            cursors.len(),
+            followed,
+            "every page with more used the cursor it returned"
+        );
+        assert!(
+            cursors
+                .iter()
+                .all(|c| c.contains('+') && c.contains('/') && c.ends_with('=')),
+            "{cursors:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn updates_during_paging_are_delivered_as_new_versions() {
+    let sim = Simulator::start().await.unwrap();
+    let (delivered, _, _) = pull(&sim, tokens::THREATS_CHURN, 100, 0).await;
+    assert_no_duplicates(&delivered);
+    assert_all_current_versions(&sim, &delivered);
+    let mut versions: HashMap<&str, usize> = HashMap::new();
+    for (id, _) in &delivered {
+        *versions.entry(id).or_default() += 1;
+    }
+    let updated = versions.values().filter(|n| **n > 1).count();
+    assert!(
+        updated >= 20,
+        "only {updated} threats delivered as new versions"
+    );
+    assert!(delivered.len() > THREAT_COUNT);
+}
+
+#[tokio::test]
+async fn fault_after_page_n_surfaces_and_resume_continues() {
+    let sim = Simulator::start().await.unwrap();
+    let options = FetchOptions {
+        page_size: 100,
+        lookback_seconds: None,
+    };
+    let conn = connection(CONSOLE, tokens::THREATS_FAIL_AFTER_3);
+    let mut checkpoint = None::<String>;
+    for _ in 0..3 {
+        let page = runtime()
+            .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
+            .await
+            .result
+            .unwrap();
+        checkpoint = Some(page.checkpoint);
+    }
+    let failed = runtime()
+        .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
+        .await;
+    match failed.result {
+        Err(CallError::Connector(e)) => assert_eq!(e.kind(), "upstream"),
+        other => panic!("{other:?}"),
+    }
+    // The same checkpoint works with a token that is not failing.
+    let conn = connection(CONSOLE, tokens::ADMIN);
+    let page = runtime()
+        .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
+        .await
+        .result
+        .unwrap();
+    assert_eq!(page.threats.len(), 100);
+}
+
+#[tokio::test]
+async fn bad_options_and_checkpoints_are_invalid_config_and_send_nothing() {
+    let sim = Simulator::start().await.unwrap();
+    let conn = connection(CONSOLE, tokens::ADMIN);
+    let too_big = FetchOptions {
+        page_size: 1001,
+        lookback_seconds: None,
+    };
+    let ok = FetchOptions {
+        page_size: 10,
+        lookback_seconds: None,
+    };
+    let cases = [
+        (None, too_big),
+        (Some("not a checkpoint"), ok),
+        (
+            Some(
+                "s1-threats-v1:{\"console\":\"other.sentinelone.net\",\"watermark\":0,\"seen\":[],\"cursor\":null}",
+            ),
+            ok,
+        ),
+    ];
+    for (checkpoint, options) in cases {
+        let outcome = runtime()
+            .fetch_threats(&conn, checkpoint, &options, &policy(&sim))
+            .await;
+        match outcome.result {
+            Err(CallError::Connector(e)) => {
+                assert_eq!(e.kind(), "invalid-config", "{checkpoint:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_a_limit_above_1000() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = Simulator::start().await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let request = format!(
+        "GET /web/api/v2.1/threats?limit=1001 HTTP/1.1\r\nHost: x\r\nAuthorization: ApiToken {}\r\nConnection: close\r\n\r\n",
+        tokens::ADMIN
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("limit"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Kill the pull at random points (a failed call is a worker that died
+    /// mid-page), resume from the last committed checkpoint, with updates
+    /// arriving meanwhile: every version is delivered exactly once.
+    #[test]
+    fn kills_at_random_points_deliver_every_version_exactly_once(
+        kills in proptest::collection::btree_set(1u32..40, 1..6),
+        page_size in prop_oneof![Just(50u32), Just(97), Just(250)],
+        malformed in any::<bool>(),
+    ) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let sim = Simulator::start().await.unwrap();
+            let kind = if malformed { FaultKind::MalformedJson } else { FaultKind::PlainTextError };
+            let mut profile = TokenProfile::admin("killed").threat_churn(15);
+            for k in &kills {
+                profile = profile.fault(Fault::first(1, kind.clone()).on_path("/threats").after(*k));
+            }
+            sim.add_token("killed-token", profile);
+            let (delivered, _, failures) = pull(&sim, "killed-token", page_size, kills.len()).await;
+            assert_no_duplicates(&delivered);
+            assert_all_current_versions(&sim, &delivered);
+            // A kill "after k" fails request k + 1, if the pull got that far.
+            let requests = sim.requests().iter().filter(|r| r.path.ends_with("/threats")).count() as u32;
+            let expected = kills.iter().filter(|k| **k < requests).count();
+            assert_eq!(failures, expected, "kills {kills:?} in {requests} requests");
+        });
+    }
+}
