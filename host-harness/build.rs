@@ -18,7 +18,7 @@ fn main() {
         .nth(4)
         .map_or_else(|| out_dir.join("component-target"), |t| t.join("component"));
 
-    for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
+    for path in ["src", "wit", "tests/hostile", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
@@ -28,6 +28,7 @@ fn main() {
         .args([
             "build",
             "--package=sentinelone-connector",
+            "--package=hostile-connector",
             "--lib",
             "--target=wasm32-wasip2",
             "--profile=component",
@@ -47,7 +48,8 @@ fn main() {
          Run: rustup target add wasm32-wasip2"
     );
 
-    let built = target_dir.join("wasm32-wasip2/component/sentinelone_connector.wasm");
-    let embedded = out_dir.join("sentinelone_connector.wasm");
-    std::fs::copy(&built, &embedded).expect("copying the built component");
+    for name in ["sentinelone_connector.wasm", "hostile_connector.wasm"] {
+        let built = target_dir.join("wasm32-wasip2/component").join(name);
+        std::fs::copy(&built, out_dir.join(name)).expect("copying a built component");
+    }
 }

@@ -23,9 +23,19 @@ pub enum HostError {
     /// The call exceeded its wall-clock deadline and was stopped.
     #[error("the connector call exceeded its deadline of {0:?} and was stopped")]
     Deadline(Duration),
-    /// The guest trapped (panic, out-of-bounds access, limit reached, ...).
+    /// The guest trapped (panic, out-of-bounds access, stack exhausted, ...).
     #[error("the connector crashed: {0}")]
     Trap(String),
+    /// The guest tried to grow its memory past the call's cap and was stopped.
+    #[error("the connector exceeded its memory limit of {0} bytes and was stopped")]
+    MemoryLimit(usize),
+    /// The guest computed for longer than the call's CPU budget and was stopped.
+    #[error("the connector used up its CPU budget of {0:?} and was stopped")]
+    CpuBudget(Duration),
+    /// The guest tried to send more requests than the call allows; the
+    /// excess was refused and the call's result discarded.
+    #[error("the connector tried to send more than {0} requests in one call")]
+    TooManyRequests(u32),
 }
 
 impl HostError {
@@ -37,6 +47,9 @@ impl HostError {
             HostError::Instantiate(_) => "instantiate",
             HostError::Deadline(_) => "deadline",
             HostError::Trap(_) => "trap",
+            HostError::MemoryLimit(_) => "memory-limit",
+            HostError::CpuBudget(_) => "cpu-budget",
+            HostError::TooManyRequests(_) => "too-many-requests",
         }
     }
 }

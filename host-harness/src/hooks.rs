@@ -24,6 +24,15 @@ pub(crate) struct PolicyHooks {
     pub(crate) audit: AuditLog,
     /// The call's API token, redacted from every audit record.
     pub(crate) secret: Option<String>,
+    /// Requests the guest has asked to send in this call.
+    pub(crate) requested: u32,
+}
+
+impl PolicyHooks {
+    /// Whether the guest asked for more requests than the policy allows.
+    pub(crate) fn over_request_cap(&self) -> bool {
+        self.requested > self.policy.max_requests
+    }
 }
 
 impl WasiHttpHooks for PolicyHooks {
@@ -33,6 +42,34 @@ impl WasiHttpHooks for PolicyHooks {
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        self.requested = self.requested.saturating_add(1);
+        let max = self.policy.max_requests;
+        if self.requested > max {
+            // Only the first refusal is audited: a flood must not flood the log.
+            if self.requested == max + 1 {
+                let record = AuditRecord {
+                    method: request.method().to_string(),
+                    host: request
+                        .uri()
+                        .host()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
+                    path: redact_path(
+                        request.uri().path_and_query().map_or("/", |p| p.as_str()),
+                        self.secret.as_deref(),
+                    ),
+                    status: None,
+                    bytes: 0,
+                    duration_ms: 0,
+                    outcome: format!(
+                        "denied: request cap of {max} reached; later requests not recorded"
+                    ),
+                };
+                trace(&record);
+                self.audit.push(record);
+            }
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         let policy = self.policy.clone();
         let audit = self.audit.clone();
         let secret = self.secret.clone();

@@ -48,3 +48,11 @@ pub use runtime::{
 /// (`wasm32-wasip2`, size-optimised profile).
 pub const COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sentinelone_connector.wasm"));
+
+/// A deliberately misbehaving connector component (`tests/hostile`), for
+/// testing a host's limits. Its `validate-connection` spins, grows memory,
+/// recurses, floods requests, traps or counts calls in a global, chosen by
+/// the connection's `management-host` (`spin`, `grow`, `recurse`, `flood`,
+/// `trap`, `state`).
+pub const HOSTILE_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/hostile_connector.wasm"));

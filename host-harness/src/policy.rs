@@ -153,6 +153,12 @@ pub struct CallPolicy {
     pub max_request_bytes: u64,
     /// Largest linear memory the guest may grow to, in bytes.
     pub max_memory_bytes: usize,
+    /// Time the guest may spend computing (not waiting on I/O), measured
+    /// in epoch ticks of 10 ms.
+    pub cpu_budget: Duration,
+    /// Outgoing requests one call may send; later ones are refused and the
+    /// call fails with `HostError::TooManyRequests`.
+    pub max_requests: u32,
 }
 
 impl Default for CallPolicy {
@@ -164,6 +170,8 @@ impl Default for CallPolicy {
             max_response_bytes: 8 * 1024 * 1024,
             max_request_bytes: 1024 * 1024,
             max_memory_bytes: 64 * 1024 * 1024,
+            cpu_budget: Duration::from_secs(10),
+            max_requests: 100,
         }
     }
 }
@@ -186,6 +194,24 @@ impl CallPolicy {
     /// Sets the whole-call deadline.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Sets the CPU budget.
+    pub fn cpu_budget(mut self, budget: Duration) -> Self {
+        self.cpu_budget = budget;
+        self
+    }
+
+    /// Sets the per-call request cap.
+    pub fn max_requests(mut self, requests: u32) -> Self {
+        self.max_requests = requests;
+        self
+    }
+
+    /// Sets the memory cap.
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
         self
     }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -143,13 +145,48 @@ pub struct Outcome<T> {
 /// The future of one exported call.
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
+/// How often the engine's epoch advances; the unit of the CPU budget.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// Per-call store data.
 struct CallState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: PolicyHooks,
-    limits: StoreLimits,
+    limits: Limits,
+    /// Epoch ticks observed while the guest was running wasm code.
+    cpu_ticks: u64,
+    cpu_exceeded: bool,
+}
+
+/// The store's limits, remembering whether a memory grow was refused so a
+/// resulting trap can be reported as what it is.
+struct Limits {
+    inner: StoreLimits,
+    memory_denied: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.memory_denied |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
 }
 
 impl WasiView for CallState {
@@ -185,7 +222,9 @@ impl Runtime {
     pub fn new(component: &[u8]) -> Result<Runtime, HostError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
+        start_epoch_ticker(&engine)?;
         let component =
             Component::new(&engine, component).map_err(|e| HostError::Load(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -343,6 +382,7 @@ impl Runtime {
             export(&instance, &mut store).await.map_err(trap)
         };
         let result = with_deadline(policy.deadline, run).await;
+        let result = enforce_limits(result, store.data(), &policy);
         outcome(result, audit, started)
     }
 
@@ -358,6 +398,9 @@ impl Runtime {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
+        let budget_ticks = u64::try_from(policy.cpu_budget.as_millis() / EPOCH_TICK.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let state = CallState {
             table: ResourceTable::new(),
             // No preopens, environment, arguments, stdio or sockets.
@@ -367,11 +410,29 @@ impl Runtime {
                 policy,
                 audit: audit.clone(),
                 secret,
+                requested: 0,
             },
-            limits,
+            limits: Limits {
+                inner: limits,
+                memory_denied: false,
+            },
+            cpu_ticks: 0,
+            cpu_exceeded: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Each tick that lands while wasm runs counts against the budget;
+        // waiting on the host (HTTP) costs at most one tick per wait.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > budget_ticks {
+                state.cpu_exceeded = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         (store, audit)
     }
 
@@ -386,8 +447,52 @@ impl Runtime {
     }
 }
 
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("connector-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .map_err(|e| HostError::Config(format!("cannot start the epoch ticker: {e}")))
+}
+
+/// Replaces a call's result with the limit it ran into, if any: a trap
+/// caused by a refused memory grow is a memory limit, an interrupted guest
+/// is out of CPU budget, and a guest that sent too many requests has its
+/// result discarded.
+fn enforce_limits<T>(
+    result: Result<T, HostError>,
+    state: &CallState,
+    policy: &CallPolicy,
+) -> Result<T, HostError> {
+    if state.cpu_exceeded {
+        return Err(HostError::CpuBudget(policy.cpu_budget));
+    }
+    if state.limits.memory_denied && matches!(result, Err(HostError::Trap(_))) {
+        return Err(HostError::MemoryLimit(policy.max_memory_bytes));
+    }
+    if state.hooks.over_request_cap() && !matches!(result, Err(HostError::Deadline(_))) {
+        return Err(HostError::TooManyRequests(policy.max_requests));
+    }
+    result
+}
+
+/// A short trap description (the trap code, or the root cause); the full
+/// wasm backtrace goes to a debug event instead of the error.
 fn trap(error: wasmtime::Error) -> HostError {
-    HostError::Trap(format!("{error:#}"))
+    tracing::debug!(target: "connector_host::trap", "{error:?}");
+    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(code) => format!("wasm trap: {code}"),
+        None => error.root_cause().to_string(),
+    };
+    HostError::Trap(reason)
 }
 
 async fn with_deadline<T>(

@@ -1,0 +1,154 @@
+//! A connector that misbehaves on purpose, so the host's limits can be
+//! tested against a real component. `validate-connection` picks the
+//! misbehaviour from `management-host`:
+//!
+//! - `spin`: loops forever (CPU budget);
+//! - `grow`: allocates without bound (memory limit);
+//! - `recurse`: recurses without bound (stack exhaustion trap);
+//! - `flood`: sends 10,000 requests (request cap);
+//! - `trap`: panics;
+//! - `state`: counts calls in a global, reported as `user` (a fresh
+//!   instance per call always reports 1);
+//! - anything else: returns a minimal report.
+//!
+//! Compiled only for wasm32; natively this crate is empty.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+mod bindings {
+    wit_bindgen::generate!({
+        world: "sentinelone",
+        path: "../../wit",
+        with: {
+            "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
+            "wasi:http/types@0.2.12": wasi::http::types,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasi::clocks::monotonic_clock,
+        },
+    });
+}
+
+use bindings::exports::soar::connector::connector as c;
+use bindings::exports::soar::connector::events as e;
+use bindings::exports::soar::connector::types as t;
+
+struct Hostile;
+
+bindings::export!(Hostile with_types_in bindings);
+
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+fn refuse<T>() -> Result<T, t::ConnectorError> {
+    Err(t::ConnectorError::Upstream(
+        "not implemented by the hostile connector".into(),
+    ))
+}
+
+/// Unbounded on purpose: the host must stop it.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
+    pad[(depth % 256) as usize] = depth as u8;
+    let mut next = [0u8; 256];
+    recurse(depth + 1, &mut next) + u64::from(pad[0])
+}
+
+/// GET `https://<authority>/` once; the outcome does not matter.
+fn request(authority: &str) {
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let req = OutgoingRequest::new(Fields::new());
+    let _ = req.set_scheme(Some(&Scheme::Https));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
+    if let Ok(pending) = wasi::http::outgoing_handler::handle(req, None) {
+        pending.subscribe().block();
+        let _ = pending.get();
+    }
+}
+
+impl c::Guest for Hostile {
+    fn describe() -> c::ConnectorInfo {
+        c::ConnectorInfo {
+            id: "hostile".into(),
+            name: "Hostile".into(),
+            version: "0.0.0".into(),
+            description: "Misbehaves on purpose.".into(),
+            connection_fields: vec![],
+            actions: vec![],
+        }
+    }
+
+    fn validate_connection(conn: t::Connection) -> Result<c::ConnectionReport, t::ConnectorError> {
+        let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        match conn.management_host.as_str() {
+            "spin" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recurse" => {
+                let mut pad = [0u8; 256];
+                let _ = std::hint::black_box(recurse(0, &mut pad));
+            }
+            "flood" => {
+                for _ in 0..10_000 {
+                    request("tenant.sentinelone.net");
+                }
+            }
+            "trap" => panic!("the hostile connector panics"),
+            _ => {}
+        }
+        Ok(c::ConnectionReport {
+            console_url: String::new(),
+            token_expires_at: None,
+            token_days_left: None,
+            user: Some(calls.to_string()),
+            role: None,
+            scope: None,
+            permissions: vec![],
+            warnings: vec![],
+        })
+    }
+
+    fn get_host(_: t::Connection, _: t::HostSelector) -> Result<t::Host, t::ConnectorError> {
+        refuse()
+    }
+
+    fn isolate_host(
+        _: t::Connection,
+        _: t::HostSelector,
+        _: c::ActionOptions,
+    ) -> Result<c::ActionOutcome, t::ConnectorError> {
+        refuse()
+    }
+
+    fn release_host(
+        _: t::Connection,
+        _: t::HostSelector,
+        _: c::ActionOptions,
+    ) -> Result<c::ActionOutcome, t::ConnectorError> {
+        refuse()
+    }
+}
+
+impl e::Guest for Hostile {
+    fn fetch_threats(
+        _: t::Connection,
+        _: Option<String>,
+        _: e::FetchOptions,
+    ) -> Result<e::ThreatPage, t::ConnectorError> {
+        refuse()
+    }
+}

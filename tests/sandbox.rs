@@ -1,0 +1,159 @@
+//! The host contains a misbehaving connector: each hostile behaviour of
+//! `tests/hostile` is stopped with its own typed error, within its budget,
+//! while well-behaved calls running at the same time succeed.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use connector_host::simulator::{Simulator, tokens};
+use connector_host::{CallError, CallPolicy, HostError, Outcome, Runtime};
+use support::*;
+
+fn hostile() -> &'static Runtime {
+    static HOSTILE: OnceLock<Runtime> = OnceLock::new();
+    HOSTILE.get_or_init(|| {
+        Runtime::new(connector_host::HOSTILE_COMPONENT).expect("hostile component loads")
+    })
+}
+
+async fn misbehave(
+    behaviour: &str,
+    policy: &CallPolicy,
+) -> Outcome<connector_host::ConnectionReport> {
+    hostile()
+        .validate_connection(&connection(behaviour, "hostile-token"), policy)
+        .await
+}
+
+fn host_error<T: std::fmt::Debug>(outcome: Outcome<T>) -> HostError {
+    match outcome.result {
+        Err(CallError::Host(e)) => e,
+        other => panic!("expected a host error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_the_cpu_budget() {
+    let policy = CallPolicy::default().cpu_budget(Duration::from_millis(300));
+    let started = Instant::now();
+    let err = host_error(misbehave("spin", &policy).await);
+    assert!(
+        matches!(err, HostError::CpuBudget(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped near its budget: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unbounded_allocation_is_stopped_by_the_memory_limit() {
+    let policy = CallPolicy::default().max_memory_bytes(32 * 1024 * 1024);
+    let err = host_error(misbehave("grow", &policy).await);
+    assert!(
+        matches!(err, HostError::MemoryLimit(32_554_432..=33_554_432)),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "memory-limit");
+}
+
+#[tokio::test]
+async fn unbounded_recursion_traps() {
+    let err = host_error(misbehave("recurse", &CallPolicy::default()).await);
+    match &err {
+        // The shadow stack lives in linear memory, so overflowing it is an
+        // out-of-bounds access (or, for host frames, stack exhaustion).
+        HostError::Trap(message) => {
+            assert!(
+                message.contains("out of bounds") || message.contains("stack"),
+                "{message}"
+            );
+            assert!(
+                message.len() < 200,
+                "a short reason, not a backtrace: {message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_request_flood_is_capped_and_the_call_fails() {
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim).max_requests(20);
+    let outcome = misbehave("flood", &policy).await;
+    assert_eq!(
+        outcome.requests.len(),
+        21,
+        "20 sent and the first refusal recorded"
+    );
+    assert!(outcome.requests[20].outcome.contains("request cap of 20"));
+    assert!(matches!(
+        host_error(outcome),
+        HostError::TooManyRequests(20)
+    ));
+    assert_eq!(
+        sim.requests().len(),
+        20,
+        "nothing past the cap reached the network"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap() {
+    let err = host_error(misbehave("trap", &CallPolicy::default()).await);
+    assert_eq!(err.kind(), "trap");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+#[tokio::test]
+async fn no_state_survives_between_calls() {
+    for _ in 0..5 {
+        let report = misbehave("state", &CallPolicy::default())
+            .await
+            .result
+            .unwrap();
+        assert_eq!(
+            report.user.as_deref(),
+            Some("1"),
+            "each call runs in a fresh instance"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn well_behaved_calls_succeed_beside_hostile_ones() {
+    let sim = Simulator::start().await.unwrap();
+    let good_policy = policy(&sim);
+    let bad_policy = CallPolicy::default()
+        .cpu_budget(Duration::from_millis(300))
+        .max_memory_bytes(32 * 1024 * 1024);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (good_policy, bad_policy) = (good_policy.clone(), bad_policy.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let behaviour = ["spin", "grow", "recurse"][i / 2 % 3];
+                let outcome = misbehave(behaviour, &bad_policy).await;
+                (false, outcome.result.is_err())
+            } else {
+                let outcome = runtime()
+                    .validate_connection(&connection(CONSOLE, tokens::ADMIN), &good_policy)
+                    .await;
+                (true, outcome.result.is_ok())
+            }
+        }));
+    }
+    for task in tasks {
+        let (good, as_expected) = task.await.unwrap();
+        assert!(
+            as_expected,
+            "a {} call went wrong",
+            if good { "well-behaved" } else { "hostile" }
+        );
+    }
+}
