@@ -157,3 +157,45 @@ async fn well_behaved_calls_succeed_beside_hostile_ones() {
         );
     }
 }
+
+#[tokio::test]
+async fn private_and_metadata_addresses_are_refused_by_literal_and_by_name() {
+    // By literal: an address is never under an allowed domain.
+    for literal in ["10.0.0.1", "169.254.169.254", "[::1]", "127.0.0.1"] {
+        let outcome = misbehave(&format!("fetch:{literal}"), &CallPolicy::default()).await;
+        assert!(
+            outcome.requests[0].outcome.starts_with("denied"),
+            "{literal}: {:?}",
+            outcome.requests
+        );
+        let report = outcome.result.unwrap();
+        assert_eq!(
+            report.user.as_deref(),
+            Some("ErrorCode::HttpRequestDenied"),
+            "{literal}"
+        );
+    }
+    // By name: an allowed name that resolves to loopback is refused after
+    // DNS, before any connection.
+    let egress = connector_host::EgressPolicy::default()
+        .allow_domain("localhost")
+        .unwrap();
+    let outcome = misbehave("fetch:localhost", &CallPolicy::with_egress(egress)).await;
+    assert_eq!(
+        outcome.requests[0].outcome,
+        "denied: the name resolves to a forbidden address"
+    );
+    let report = outcome.result.unwrap();
+    assert_eq!(
+        report.user.as_deref(),
+        Some("ErrorCode::DestinationIpProhibited")
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_loopback_route_is_the_only_way_to_loopback() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = misbehave("fetch:tenant.sentinelone.net", &policy(&sim)).await;
+    assert_eq!(outcome.result.unwrap().user.as_deref(), Some("status 200"));
+    assert_eq!(sim.requests().len(), 1);
+}

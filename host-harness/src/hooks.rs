@@ -81,7 +81,7 @@ async fn send(
     policy: Arc<CallPolicy>,
     audit: AuditLog,
     secret: Option<String>,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> SendResult {
     let started = Instant::now();
@@ -107,19 +107,24 @@ async fn send(
             return Err(HttpError::HttpRequestDenied);
         }
     };
-    if let Route::Loopback(addr) = route {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() = http::Uri::builder()
-            .scheme("http")
-            .authority(addr.to_string())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-    }
     let request = cap_request_body(request, policy.max_request_bytes);
     let index = audit.push(record);
     let options = clamp(options, &policy);
-    match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let sent = match route {
+        // An explicit test route: plain HTTP to the loopback address given.
+        Route::Loopback(addr) => crate::connect::send(request, addr, None, options).await,
+        // Resolve, refuse forbidden addresses, connect to the vetted one.
+        Route::Direct => match crate::connect::resolve(&host, 443).await {
+            Ok(addr) => crate::connect::send(request, addr, Some(&host), options).await,
+            Err(e) => Err(e),
+        },
+    };
+    match sent {
         Ok((response, io)) => {
             audit.update(index, |r| r.status = Some(response.status().as_u16()));
             let cap = policy.max_response_bytes;
@@ -135,7 +140,7 @@ async fn send(
                 }
                 .boxed_unsync()
             });
-            Ok((response, Box::new(io) as IoFuture))
+            Ok((response, io))
         }
         Err(error) => {
             audit.update(index, |r| {
@@ -179,6 +184,9 @@ fn outcome_of(error: &HttpError) -> String {
         | HttpError::HttpResponseTimeout => "timeout".into(),
         HttpError::HttpResponseBodySize(_) => "body-too-large".into(),
         HttpError::HttpRequestBodySize(_) => "request-body-too-large".into(),
+        HttpError::DestinationIpProhibited => {
+            "denied: the name resolves to a forbidden address".into()
+        }
         other => format!("error: {other}"),
     }
 }

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod connect;
 mod error;
 mod hooks;
 mod policy;

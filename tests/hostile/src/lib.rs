@@ -9,6 +9,8 @@
 //! - `trap`: panics;
 //! - `state`: counts calls in a global, reported as `user` (a fresh
 //!   instance per call always reports 1);
+//! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
+//!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
 //!
 //! Compiled only for wasm32; natively this crate is empty.
@@ -57,16 +59,23 @@ fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
     recurse(depth + 1, &mut next) + u64::from(pad[0])
 }
 
-/// GET `https://<authority>/` once; the outcome does not matter.
-fn request(authority: &str) {
+/// GET `https://<authority>/` once and describe what happened.
+fn request(authority: &str) -> String {
     use wasi::http::types::{Fields, OutgoingRequest, Scheme};
     let req = OutgoingRequest::new(Fields::new());
     let _ = req.set_scheme(Some(&Scheme::Https));
     let _ = req.set_authority(Some(authority));
     let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
-    if let Ok(pending) = wasi::http::outgoing_handler::handle(req, None) {
-        pending.subscribe().block();
-        let _ = pending.get();
+    match wasi::http::outgoing_handler::handle(req, None) {
+        Err(code) => format!("{code:?}"),
+        Ok(pending) => {
+            pending.subscribe().block();
+            match pending.get() {
+                Some(Ok(Ok(response))) => format!("status {}", response.status()),
+                Some(Ok(Err(code))) => format!("{code:?}"),
+                other => format!("{other:?}"),
+            }
+        }
     }
 }
 
@@ -84,6 +93,7 @@ impl c::Guest for Hostile {
 
     fn validate_connection(conn: t::Connection) -> Result<c::ConnectionReport, t::ConnectorError> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut user = calls.to_string();
         match conn.management_host.as_str() {
             "spin" => {
                 let mut x = 0u64;
@@ -107,6 +117,7 @@ impl c::Guest for Hostile {
                     request("tenant.sentinelone.net");
                 }
             }
+            other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
             "trap" => panic!("the hostile connector panics"),
             _ => {}
         }
@@ -114,7 +125,7 @@ impl c::Guest for Hostile {
             console_url: String::new(),
             token_expires_at: None,
             token_days_left: None,
-            user: Some(calls.to_string()),
+            user: Some(user),
             role: None,
             scope: None,
             permissions: vec![],
