@@ -47,24 +47,9 @@ impl WasiHttpHooks for PolicyHooks {
         if self.requested > max {
             // Only the first refusal is audited: a flood must not flood the log.
             if self.requested == max + 1 {
-                let record = AuditRecord {
-                    method: request.method().to_string(),
-                    host: request
-                        .uri()
-                        .host()
-                        .unwrap_or_default()
-                        .to_ascii_lowercase(),
-                    path: redact_path(
-                        request.uri().path_and_query().map_or("/", |p| p.as_str()),
-                        self.secret.as_deref(),
-                    ),
-                    status: None,
-                    bytes: 0,
-                    duration_ms: 0,
-                    outcome: format!(
-                        "denied: request cap of {max} reached; later requests not recorded"
-                    ),
-                };
+                let outcome =
+                    format!("denied: request cap of {max} reached; later requests not recorded");
+                let record = audit_record(&request, self.secret.as_deref(), outcome);
                 trace(&record);
                 self.audit.push(record);
             }
@@ -86,18 +71,7 @@ async fn send(
 ) -> SendResult {
     let started = Instant::now();
     let uri = request.uri().clone();
-    let mut record = AuditRecord {
-        method: request.method().to_string(),
-        host: uri.host().unwrap_or_default().to_ascii_lowercase(),
-        path: redact_path(
-            uri.path_and_query().map_or("/", |p| p.as_str()),
-            secret.as_deref(),
-        ),
-        status: None,
-        bytes: 0,
-        duration_ms: 0,
-        outcome: "pending".into(),
-    };
+    let mut record = audit_record(&request, secret.as_deref(), "pending".into());
     let route = match policy.egress.route(&uri) {
         Ok(route) => route,
         Err(why) => {
@@ -150,6 +124,24 @@ async fn send(
             });
             Err(error)
         }
+    }
+}
+
+/// A new record for `request`, its path redacted.
+fn audit_record(
+    request: &http::Request<WasiBody>,
+    secret: Option<&str>,
+    outcome: String,
+) -> AuditRecord {
+    let uri = request.uri();
+    AuditRecord {
+        method: request.method().to_string(),
+        host: uri.host().unwrap_or_default().to_ascii_lowercase(),
+        path: redact_path(uri.path_and_query().map_or("/", |p| p.as_str()), secret),
+        status: None,
+        bytes: 0,
+        duration_ms: 0,
+        outcome,
     }
 }
 

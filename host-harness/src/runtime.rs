@@ -309,16 +309,7 @@ impl Runtime {
         options: &ActionOptions,
         policy: &CallPolicy,
     ) -> Outcome<ActionOutcome> {
-        let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
-        self.call(policy, &connection.api_token, move |instance, store| {
-            Box::pin(async move {
-                instance
-                    .soar_connector_connector()
-                    .call_isolate_host(store, &conn, &host, &options)
-                    .await
-            })
-        })
-        .await
+        self.act(true, connection, host, options, policy).await
     }
 
     /// Calls `release-host`: reconnects exactly one endpoint.
@@ -329,13 +320,30 @@ impl Runtime {
         options: &ActionOptions,
         policy: &CallPolicy,
     ) -> Outcome<ActionOutcome> {
+        self.act(false, connection, host, options, policy).await
+    }
+
+    async fn act(
+        &self,
+        isolate: bool,
+        connection: &Connection,
+        host: &HostSelector,
+        options: &ActionOptions,
+        policy: &CallPolicy,
+    ) -> Outcome<ActionOutcome> {
         let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
         self.call(policy, &connection.api_token, move |instance, store| {
             Box::pin(async move {
-                instance
-                    .soar_connector_connector()
-                    .call_release_host(store, &conn, &host, &options)
-                    .await
+                let exports = instance.soar_connector_connector();
+                if isolate {
+                    exports
+                        .call_isolate_host(store, &conn, &host, &options)
+                        .await
+                } else {
+                    exports
+                        .call_release_host(store, &conn, &host, &options)
+                        .await
+                }
             })
         })
         .await

@@ -12,6 +12,7 @@
 
 mod fleet;
 mod profiles;
+mod query;
 mod routes;
 mod threat_store;
 

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::query::Query;
 use super::{FaultKind, LoggedRequest, SimBody, State, TokenProfile};
 
 const PREFIX: &str = "/web/api/v2.1";
@@ -237,29 +238,19 @@ fn user(profile: &TokenProfile) -> Response<SimBody> {
 /// `GET /agents`: filters, `limit` (1 to 1000) and an offset cursor. The
 /// answer shows current states; pending ones then settle for the next read.
 fn agents(state: &Arc<Mutex<State>>, query: Option<&str>) -> Response<SimBody> {
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let param = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let limit = match param("limit").map(str::parse::<usize>) {
-        None => 10,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        _ => {
+    let query = Query::parse(query);
+    let limit = match query.limit() {
+        Ok(n) => n,
+        Err(detail) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 4000010,
                 "Validation Error",
-                Some("limit: Must be between 1 and 1000."),
+                Some(detail),
             );
         }
     };
-    let offset = match param("cursor") {
+    let offset = match query.get("cursor") {
         None => 0,
         Some(c) => match c.strip_prefix("offset:").and_then(|n| n.parse().ok()) {
             Some(n) => n,
@@ -275,7 +266,7 @@ fn agents(state: &Arc<Mutex<State>>, query: Option<&str>) -> Response<SimBody> {
     };
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let matching: Vec<usize> = (0..state.agents.len())
-        .filter(|&i| super::fleet::matches(&state.agents[i], &params))
+        .filter(|&i| super::fleet::matches(&state.agents[i], query.pairs()))
         .collect();
     let page: Vec<usize> = matching.iter().copied().skip(offset).take(limit).collect();
     let data: Vec<Value> = page.iter().map(|&i| state.agents[i].clone()).collect();
@@ -339,10 +330,7 @@ fn threats(
     query: Option<&str>,
     profile: &TokenProfile,
 ) -> Response<SimBody> {
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let query = Query::parse(query);
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let churned = state.churned.entry(profile.name.clone()).or_default();
     let churn = *churned < profile.threat_churn;
@@ -355,7 +343,7 @@ fn threats(
             &json!({"data": [], "pagination": {"nextCursor": null}}),
         );
     };
-    match store.page(&params, churn, profile.percent_encoded_cursors) {
+    match store.page(&query, churn, profile.percent_encoded_cursors) {
         Ok(body) => raw(StatusCode::OK, "application/json", Bytes::from(body)),
         Err(detail) => error(
             StatusCode::BAD_REQUEST,

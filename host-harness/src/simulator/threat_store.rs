@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::query::Query;
+
 /// Threats in the built-in feed.
 pub const THREAT_COUNT: usize = 2_400;
 /// Indices whose JSON has no `threatInfo.updatedAt`.
@@ -120,27 +122,17 @@ impl ThreatStore {
     /// also updates two older threats (after answering).
     pub(crate) fn page(
         &mut self,
-        query: &[(String, String)],
+        query: &Query,
         churn: bool,
         percent_encode_cursor: bool,
     ) -> Result<String, &'static str> {
-        let param = |k: &str| {
-            query
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let limit = match param("limit").map(str::parse::<usize>) {
-            None => 10,
-            Some(Ok(n)) if (1..=1000).contains(&n) => n,
-            _ => return Err("limit: Must be between 1 and 1000."),
-        };
-        let (since, after) = match param("cursor") {
+        let limit = query.limit()?;
+        let (since, after) = match query.get("cursor") {
             Some(c) => match self.cursors.get(c) {
                 Some(k) => (k.since, Some(k.after.clone())),
                 None => return Err("cursor: Invalid cursor."),
             },
-            None => match param("updatedAt__gte") {
+            None => match query.get("updatedAt__gte") {
                 Some(t) => (
                     parse_micros(t).ok_or("updatedAt__gte: Not a valid datetime.")?,
                     None,
