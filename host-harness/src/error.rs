@@ -32,6 +32,9 @@ pub enum HostError {
     /// The guest computed for longer than the call's CPU budget and was stopped.
     #[error("the connector used up its CPU budget of {0:?} and was stopped")]
     CpuBudget(Duration),
+    /// No call slot freed up within the policy's queue timeout.
+    #[error("no call slot became free within {0:?}; the host is at its concurrency limit")]
+    QueueTimeout(Duration),
     /// The guest tried to send more requests than the call allows; the
     /// excess was refused and the call's result discarded.
     #[error("the connector tried to send more than {0} requests in one call")]
@@ -50,6 +53,7 @@ impl HostError {
             HostError::MemoryLimit(_) => "memory-limit",
             HostError::CpuBudget(_) => "cpu-budget",
             HostError::TooManyRequests(_) => "too-many-requests",
+            HostError::QueueTimeout(_) => "queue-timeout",
         }
     }
 }

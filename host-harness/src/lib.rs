@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod cache;
 mod connect;
 mod error;
 mod hooks;
@@ -36,13 +37,14 @@ mod runtime;
 pub mod simulator;
 
 pub use audit::AuditRecord;
+pub use cache::CacheStatus;
 pub use error::HostError;
 pub use policy::{CallPolicy, EgressPolicy, PolicyError, Route};
 pub use runtime::{
     ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,
     ConnectionReport, ConnectorError, ConnectorInfo, FetchOptions, FormField, Host, HostSelector,
-    NetworkState, Outcome, PermissionCheck, PermissionState, RateLimit, Runtime, Threat,
-    ThreatPage,
+    NetworkState, Outcome, PermissionCheck, PermissionState, RateLimit, Runtime, RuntimeConfig,
+    Threat, ThreatPage,
 };
 
 /// The SentinelOne connector component built from this repository

@@ -159,6 +159,11 @@ pub struct CallPolicy {
     /// Outgoing requests one call may send; later ones are refused and the
     /// call fails with `HostError::TooManyRequests`.
     pub max_requests: u32,
+    /// How long a call waits for a free slot when the runtime is at its
+    /// concurrency limit before failing with `HostError::QueueTimeout`.
+    pub queue_timeout: Duration,
+    /// The tenant, for tracing spans and logs.
+    pub tenant: String,
 }
 
 impl Default for CallPolicy {
@@ -172,6 +177,8 @@ impl Default for CallPolicy {
             max_memory_bytes: 64 * 1024 * 1024,
             cpu_budget: Duration::from_secs(10),
             max_requests: 100,
+            queue_timeout: Duration::from_secs(30),
+            tenant: "-".into(),
         }
     }
 }
@@ -194,6 +201,18 @@ impl CallPolicy {
     /// Sets the whole-call deadline.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Names the tenant the call runs for.
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_owned();
+        self
+    }
+
+    /// Sets how long a call may wait for a free slot.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = timeout;
         self
     }
 

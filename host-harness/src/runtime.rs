@@ -13,7 +13,11 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
 use crate::audit::{AuditLog, AuditRecord};
+use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
 use crate::hooks::PolicyHooks;
 use crate::policy::CallPolicy;
@@ -208,11 +212,48 @@ impl WasiHttpView for CallState {
     }
 }
 
+/// Process-wide settings of a [`Runtime`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Calls running at once; further calls wait (see
+    /// [`CallPolicy::queue_timeout`]). Default 64.
+    pub max_concurrent_calls: usize,
+    /// Where compiled components are cached across restarts; `None` (the
+    /// default) compiles on every start.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_concurrent_calls: 64,
+            cache_dir: None,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Sets the concurrency limit (at least 1).
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls = calls.max(1);
+        self
+    }
+
+    /// Caches compiled components in `dir`.
+    pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+}
+
 /// A loaded connector: compile once, then run any number of calls, each in a
 /// fresh instance with its own policy.
 pub struct Runtime {
     engine: Engine,
     pre: bindings::SentinelonePre<CallState>,
+    slots: Arc<Semaphore>,
+    cache_status: CacheStatus,
 }
 
 impl Runtime {
@@ -220,13 +261,23 @@ impl Runtime {
     /// `wasi:http`. Fails with [`HostError::Load`] when the bytes are not a
     /// component implementing the `sentinelone` world.
     pub fn new(component: &[u8]) -> Result<Runtime, HostError> {
+        Runtime::with_config(component, RuntimeConfig::default())
+    }
+
+    /// Like [`Runtime::new`], with process-wide settings.
+    pub fn with_config(component: &[u8], config: RuntimeConfig) -> Result<Runtime, HostError> {
+        let runtime_config = config;
         let mut config = Config::new();
+        config.parallel_compilation(true);
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
         start_epoch_ticker(&engine)?;
-        let component =
-            Component::new(&engine, component).map_err(|e| HostError::Load(format!("{e:#}")))?;
+        let (component, cache_status) = match &runtime_config.cache_dir {
+            Some(dir) => cache::load(dir, &engine, component),
+            None => Component::new(&engine, component).map(|c| (c, CacheStatus::Disabled)),
+        }
+        .map_err(|e| HostError::Load(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Config(e.to_string()))?;
@@ -236,12 +287,22 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(bindings::SentinelonePre::new)
             .map_err(|e| HostError::Load(format!("{e:#}")))?;
-        Ok(Runtime { engine, pre })
+        Ok(Runtime {
+            engine,
+            pre,
+            slots: Arc::new(Semaphore::new(runtime_config.max_concurrent_calls.max(1))),
+            cache_status,
+        })
     }
 
     /// The connector built into this crate.
     pub fn builtin() -> Result<Runtime, HostError> {
         Runtime::new(crate::COMPONENT)
+    }
+
+    /// Whether the compiled component came from the on-disk cache.
+    pub fn cache_status(&self) -> CacheStatus {
+        self.cache_status
     }
 
     /// The engine, for embedders that share it.
@@ -271,14 +332,19 @@ impl Runtime {
         policy: &CallPolicy,
     ) -> Outcome<ConnectionReport> {
         let conn = connection.to_wit();
-        self.call(policy, &connection.api_token, move |instance, store| {
-            Box::pin(async move {
-                instance
-                    .soar_connector_connector()
-                    .call_validate_connection(store, &conn)
-                    .await
-            })
-        })
+        self.call(
+            "validate-connection",
+            policy,
+            &connection.api_token,
+            move |instance, store| {
+                Box::pin(async move {
+                    instance
+                        .soar_connector_connector()
+                        .call_validate_connection(store, &conn)
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -290,14 +356,19 @@ impl Runtime {
         policy: &CallPolicy,
     ) -> Outcome<Host> {
         let (conn, host) = (connection.to_wit(), host.clone());
-        self.call(policy, &connection.api_token, move |instance, store| {
-            Box::pin(async move {
-                instance
-                    .soar_connector_connector()
-                    .call_get_host(store, &conn, &host)
-                    .await
-            })
-        })
+        self.call(
+            "get-host",
+            policy,
+            &connection.api_token,
+            move |instance, store| {
+                Box::pin(async move {
+                    instance
+                        .soar_connector_connector()
+                        .call_get_host(store, &conn, &host)
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -332,20 +403,30 @@ impl Runtime {
         policy: &CallPolicy,
     ) -> Outcome<ActionOutcome> {
         let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
-        self.call(policy, &connection.api_token, move |instance, store| {
-            Box::pin(async move {
-                let exports = instance.soar_connector_connector();
-                if isolate {
-                    exports
-                        .call_isolate_host(store, &conn, &host, &options)
-                        .await
-                } else {
-                    exports
-                        .call_release_host(store, &conn, &host, &options)
-                        .await
-                }
-            })
-        })
+        let action = if isolate {
+            "isolate-host"
+        } else {
+            "release-host"
+        };
+        self.call(
+            action,
+            policy,
+            &connection.api_token,
+            move |instance, store| {
+                Box::pin(async move {
+                    let exports = instance.soar_connector_connector();
+                    if isolate {
+                        exports
+                            .call_isolate_host(store, &conn, &host, &options)
+                            .await
+                    } else {
+                        exports
+                            .call_release_host(store, &conn, &host, &options)
+                            .await
+                    }
+                })
+            },
+        )
         .await
     }
 
@@ -360,14 +441,19 @@ impl Runtime {
     ) -> Outcome<ThreatPage> {
         let (conn, checkpoint, options) =
             (connection.to_wit(), checkpoint.map(str::to_owned), *options);
-        self.call(policy, &connection.api_token, move |instance, store| {
-            Box::pin(async move {
-                instance
-                    .soar_connector_events()
-                    .call_fetch_threats(store, &conn, checkpoint.as_deref(), options)
-                    .await
-            })
-        })
+        self.call(
+            "fetch-threats",
+            policy,
+            &connection.api_token,
+            move |instance, store| {
+                Box::pin(async move {
+                    instance
+                        .soar_connector_events()
+                        .call_fetch_threats(store, &conn, checkpoint.as_deref(), options)
+                        .await
+                })
+            },
+        )
         .await
     }
 
@@ -375,6 +461,7 @@ impl Runtime {
     /// and collects the audit trail.
     async fn call<R>(
         &self,
+        action: &'static str,
         policy: &CallPolicy,
         secret: &str,
         export: impl for<'a> FnOnce(
@@ -382,16 +469,27 @@ impl Runtime {
             &'a mut Store<CallState>,
         ) -> CallFuture<'a, Result<R, ConnectorError>>,
     ) -> Outcome<R> {
-        let started = Instant::now();
-        let policy = Arc::new(policy.clone());
-        let (mut store, audit) = self.store(policy.clone(), Some(secret));
-        let run = async {
-            let instance = self.instantiate(&mut store).await?;
-            export(&instance, &mut store).await.map_err(trap)
-        };
-        let result = with_deadline(policy.deadline, run).await;
-        let result = enforce_limits(result, store.data(), &policy);
-        outcome(result, audit, started)
+        let span = tracing::info_span!("connector_call", tenant = %policy.tenant, action);
+        async {
+            let started = Instant::now();
+            // Backpressure: wait for a slot rather than fail when busy.
+            let slot = tokio::time::timeout(policy.queue_timeout, self.slots.acquire()).await;
+            let Ok(Ok(_slot)) = slot else {
+                let error = HostError::QueueTimeout(policy.queue_timeout);
+                return outcome(Err(error), AuditLog::default(), started);
+            };
+            let policy = Arc::new(policy.clone());
+            let (mut store, audit) = self.store(policy.clone(), Some(secret));
+            let run = async {
+                let instance = self.instantiate(&mut store).await?;
+                export(&instance, &mut store).await.map_err(trap)
+            };
+            let result = with_deadline(policy.deadline, run).await;
+            let result = enforce_limits(result, store.data(), &policy);
+            outcome(result, audit, started)
+        }
+        .instrument(span)
+        .await
     }
 
     fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
@@ -522,9 +620,24 @@ fn outcome<T>(
         Ok(Err(e)) => Err(CallError::Connector(e)),
         Err(e) => Err(CallError::Host(e)),
     };
+    let elapsed = started.elapsed();
+    let requests = audit.snapshot();
+    let (kind, source) = match &result {
+        Ok(_) => ("ok", "-"),
+        Err(CallError::Connector(e)) => (e.kind(), "connector"),
+        Err(CallError::Host(e)) => (e.kind(), "host"),
+    };
+    tracing::info!(
+        target: "connector_host::call",
+        duration_ms = crate::audit::millis(elapsed),
+        outcome = kind,
+        source,
+        requests = requests.len(),
+        "call finished"
+    );
     Outcome {
         result,
-        requests: audit.snapshot(),
-        elapsed: started.elapsed(),
+        requests,
+        elapsed,
     }
 }

@@ -1,0 +1,112 @@
+//! The runtime's process-wide behaviour: the compiled-component cache and
+//! backpressure when every call slot is busy.
+
+mod support;
+
+use std::time::Duration;
+
+use connector_host::simulator::{Simulator, tokens};
+use connector_host::{CacheStatus, CallError, HostError, Runtime, RuntimeConfig};
+use support::*;
+
+fn cached(dir: &std::path::Path) -> Runtime {
+    Runtime::with_config(
+        connector_host::COMPONENT,
+        RuntimeConfig::default().cache_dir(dir),
+    )
+    .unwrap()
+}
+
+fn entry(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.pop().unwrap()
+}
+
+#[tokio::test]
+async fn the_cache_is_reused_and_a_corrupt_entry_is_rebuilt_not_trusted() {
+    let dir = std::env::temp_dir().join(format!("component-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Miss);
+    let hit = cached(&dir);
+    assert_eq!(hit.cache_status(), CacheStatus::Hit);
+    assert_eq!(hit.describe().await.unwrap().id, "sentinelone");
+
+    let path = entry(&dir);
+    let good = std::fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    let damaged: [Vec<u8>; 3] = [
+        flipped,
+        good[..good.len() / 3].to_vec(),
+        b"not a cache entry".to_vec(),
+    ];
+    for bytes in damaged {
+        std::fs::write(&path, bytes).unwrap();
+        let rebuilt = cached(&dir);
+        assert_eq!(rebuilt.cache_status(), CacheStatus::Rebuilt);
+        let sim = Simulator::start().await.unwrap();
+        let report = rebuilt
+            .validate_connection(&connection(CONSOLE, tokens::ADMIN), &policy(&sim))
+            .await;
+        assert!(report.result.is_ok(), "the rebuilt component works");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            good,
+            "the entry was rewritten"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
+    let sim = Simulator::start().await.unwrap();
+    let runtime = Runtime::with_config(
+        connector_host::COMPONENT,
+        RuntimeConfig::default().max_concurrent_calls(1),
+    )
+    .unwrap();
+    // Holds the only slot for about a second.
+    let busy = policy(&sim).http_timeout(Duration::from_secs(1));
+    // Cannot wait that long.
+    let impatient = policy(&sim).queue_timeout(Duration::from_millis(200));
+    // Waits, then runs.
+    let patient = policy(&sim).queue_timeout(Duration::from_secs(20));
+    let stall = connection(CONSOLE, tokens::STALL);
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    let (first, second, third) = tokio::join!(
+        runtime.validate_connection(&stall, &busy),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            runtime.validate_connection(&admin, &impatient).await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            runtime.validate_connection(&admin, &patient).await
+        },
+    );
+    assert!(
+        matches!(first.result, Err(CallError::Connector(_))),
+        "the stalled call timed out: {:?}",
+        first.result
+    );
+    assert!(
+        matches!(second.result, Err(CallError::Host(HostError::QueueTimeout(d))) if d == Duration::from_millis(200)),
+        "{:?}",
+        second.result
+    );
+    assert!(
+        second.requests.is_empty(),
+        "a queued-out call sends nothing"
+    );
+    assert!(third.result.is_ok(), "{:?}", third.result);
+    assert!(
+        third.elapsed >= Duration::from_millis(500),
+        "it waited for the slot"
+    );
+}

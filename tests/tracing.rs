@@ -1,0 +1,80 @@
+//! Every call runs in a tracing span carrying its tenant and action, and
+//! ends with an event giving its duration and outcome. Alone in its test
+//! binary: tracing caches per-callsite interest process-wide, so a test on
+//! another thread without a subscriber could otherwise disable the callsites
+//! this one observes.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use connector_host::simulator::{Simulator, tokens};
+use support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_call_has_a_span_with_tenant_action_and_outcome() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim).tenant("acme-corp");
+    runtime()
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &policy)
+        .await
+        .result
+        .unwrap();
+    runtime()
+        .validate_connection(&connection(CONSOLE, tokens::EXPIRED), &policy)
+        .await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let finished: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{log}");
+    assert!(
+        finished[0].contains("connector_call{tenant=acme-corp action=\"validate-connection\"}"),
+        "{}",
+        finished[0]
+    );
+    assert!(
+        finished[0].contains("outcome=\"ok\"") && finished[0].contains("requests=4"),
+        "{}",
+        finished[0]
+    );
+    assert!(
+        finished[1].contains("outcome=\"unauthorized\"")
+            && finished[1].contains("source=\"connector\""),
+        "{}",
+        finished[1]
+    );
+    // Per-request audit events sit inside the call's span too.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("connector_call{tenant=acme-corp")
+                && l.contains("connector_host::audit"))
+    );
+    assert!(
+        !log.contains(tokens::ADMIN) && !log.contains(tokens::EXPIRED),
+        "no token in logs"
+    );
+}
