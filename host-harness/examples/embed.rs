@@ -11,18 +11,25 @@ use std::time::Duration;
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{
     ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime,
+    RuntimeConfig,
 };
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Once per process (or per connector version): compile and link.
-    let runtime = Runtime::builtin()?;
+    // Once per process (or per connector version): compile and link. The
+    // cache makes the next start skip compilation.
+    let config = RuntimeConfig::default()
+        .cache_dir(std::env::temp_dir().join("soar-connector-cache"))
+        .max_concurrent_calls(64);
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config)?;
+    println!("compiled component: {:?}", runtime.cache_status());
 
     // A stand-in for the tenant's console. In production, leave out
     // `connect_to`: requests then go over HTTPS to *.sentinelone.net.
     let sim = Simulator::start().await?;
     let egress = EgressPolicy::default().connect_to("u1234-s123.sentinelone.net", sim.addr())?;
     let policy = CallPolicy::with_egress(egress)
+        .tenant("acme")
         .http_timeout(Duration::from_secs(10))
         .deadline(Duration::from_secs(60));
 
