@@ -77,8 +77,10 @@ fn invalid(message: String) -> Error {
     Error::InvalidConfig(message)
 }
 
-/// The input, shortened and with only printable ASCII, safe to echo.
+/// The input, shortened, with only printable ASCII and any `user:password@`
+/// part replaced, so it is safe to echo.
 fn echo(input: &str) -> String {
+    let input = redact_userinfo(input);
     let mut shown: String = input
         .chars()
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
@@ -88,6 +90,15 @@ fn echo(input: &str) -> String {
         shown.push('…');
     }
     shown
+}
+
+/// `https://user:pw@host` → `https://[redacted]@host`.
+fn redact_userinfo(input: &str) -> std::borrow::Cow<'_, str> {
+    let start = input.find("://").map_or(0, |i| i + 3);
+    match input.rfind('@') {
+        Some(at) if at >= start => format!("{}[redacted]{}", &input[..start], &input[at..]).into(),
+        _ => input.into(),
+    }
 }
 
 fn check_characters(input: &str) -> Result<()> {
@@ -396,6 +407,20 @@ mod tests {
                 }
                 other => panic!("{input:?} was not refused: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn credentials_typed_into_the_url_are_never_echoed() {
+        for input in [
+            "https://admin:S3cretPw@u1.sentinelone.net",
+            "ftp://admin:S3cretPw@u1.sentinelone.net",
+            "admin:S3cretPw@u1.sentinelone.net:8443/x",
+            "http://admin:S3cretPw@10.0.0.1",
+        ] {
+            let err = Console::parse(input).unwrap_err();
+            assert!(!err.message().contains("S3cretPw"), "{input}: {err}");
+            assert!(!err.message().contains("admin"), "{input}: {err}");
         }
     }
 
