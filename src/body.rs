@@ -101,8 +101,13 @@ fn describe_error_item(item: &Value) -> Option<String> {
 /// SentinelOne sometimes sends `"errors": [{}]` with a normal body; those
 /// empty items are ignored.
 pub fn warnings_in(value: &Value) -> Vec<String> {
-    match value.get("errors") {
-        Some(Value::Array(items)) => items
+    value.get("errors").map(describe_errors).unwrap_or_default()
+}
+
+/// [`warnings_in`] for an `errors` value already taken out of its body.
+pub fn describe_errors(errors: &Value) -> Vec<String> {
+    match errors {
+        Value::Array(items) => items
             .iter()
             .filter_map(describe_error_item)
             .map(|s| quote(&s))

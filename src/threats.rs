@@ -131,6 +131,9 @@ struct Page<'a> {
     data: Option<Vec<&'a RawValue>>,
     #[serde(default)]
     pagination: Option<Pagination>,
+    /// Read in the same pass, so the body is parsed once.
+    #[serde(default)]
+    errors: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -193,8 +196,10 @@ pub fn fetch<T: Transport>(
             body::summarize(&response.body)
         )));
     };
-    let mut warnings = crate::api::parse_json::<Value>(&response, Method::Get, "/threats")
-        .map(|v| body::warnings_in(&v))
+    let mut warnings = page
+        .errors
+        .as_ref()
+        .map(body::describe_errors)
         .unwrap_or_default();
     let mut threats = Vec::new();
     let mut delivered: Vec<(String, i64)> = Vec::new();

@@ -99,15 +99,14 @@ pub struct SelectorArgs {
 impl SelectorArgs {
     /// The WIT selector.
     pub fn selector(&self) -> HostSelector {
-        let pick = |v: &Option<String>| v.clone();
-        if let Some(v) = pick(&self.agent_id) {
-            HostSelector::AgentId(v)
-        } else if let Some(v) = pick(&self.uuid) {
-            HostSelector::Uuid(v)
-        } else if let Some(v) = pick(&self.hostname) {
-            HostSelector::Hostname(v)
-        } else if let Some(v) = pick(&self.ip) {
-            HostSelector::Ip(v)
+        if let Some(v) = &self.agent_id {
+            HostSelector::AgentId(v.clone())
+        } else if let Some(v) = &self.uuid {
+            HostSelector::Uuid(v.clone())
+        } else if let Some(v) = &self.hostname {
+            HostSelector::Hostname(v.clone())
+        } else if let Some(v) = &self.ip {
+            HostSelector::Ip(v.clone())
         } else {
             HostSelector::Mac(self.mac.clone().unwrap_or_default())
         }

@@ -148,27 +148,27 @@ async fn run_step(
             let o = runtime
                 .validate_connection(&Connection::new(CONSOLE, token), policy)
                 .await;
-            report(step, &o, output::report_json, output::report_text, printer)
+            let (v, k) = report(step, &o, output::report_json, output::report_text, printer);
+            (v, k, None)
         }
         Call::GetHost(h) => {
             let o = runtime.get_host(&admin, &hostname(h), policy).await;
-            report(step, &o, output::host_json, output::host_text, printer)
+            let (v, k) = report(step, &o, output::host_json, output::host_text, printer);
+            (v, k, None)
         }
         Call::Isolate(h, protect) => {
             let o = runtime
                 .isolate_host(&admin, &hostname(h), &options(protect), policy)
                 .await;
-            let changed = o.result.as_ref().ok().map(|a| a.changed);
-            let (v, k, _) = report(step, &o, output::action_json, output::action_text, printer);
-            (v, k, changed)
+            let (v, k) = report(step, &o, output::action_json, output::action_text, printer);
+            (v, k, o.result.as_ref().ok().map(|a| a.changed))
         }
         Call::Release(h) => {
             let o = runtime
                 .release_host(&admin, &hostname(h), &options(&[]), policy)
                 .await;
-            let changed = o.result.as_ref().ok().map(|a| a.changed);
-            let (v, k, _) = report(step, &o, output::action_json, output::action_text, printer);
-            (v, k, changed)
+            let (v, k) = report(step, &o, output::action_json, output::action_text, printer);
+            (v, k, o.result.as_ref().ok().map(|a| a.changed))
         }
     };
     let as_expected = kind == step.expect_error
@@ -183,7 +183,7 @@ fn report<T>(
     to_json: fn(&T) -> Value,
     to_text: fn(&T) -> String,
     printer: Printer,
-) -> (Value, Option<&'static str>, Option<bool>) {
+) -> (Value, Option<&'static str>) {
     let kind = match &outcome.result {
         Ok(_) => None,
         Err(CallError::Connector(e)) => Some(e.kind()),
@@ -206,5 +206,5 @@ fn report<T>(
             json!({"title": step.title, "ok": false, "error": output::error_json(e), "requests": outcome.requests})
         }
     };
-    (value, kind, None)
+    (value, kind)
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use connector_host::{CallError, CallPolicy, Connection, FetchOptions, Runtime, Threat};
+use connector_host::{CallPolicy, Connection, FetchOptions, Runtime, Threat};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -123,14 +123,10 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
     progress.enable_steady_tick(Duration::from_millis(120));
     let (mut delivered, mut pages) = (0u64, 0u64);
     loop {
-        let outcome = pull(
-            runtime,
-            &connection,
-            saved.checkpoint.as_deref(),
-            &options,
-            &policy,
-        )
-        .await;
+        let outcome = runtime
+            .fetch_threats(&connection, saved.checkpoint.as_deref(), &options, &policy)
+            .await
+            .result;
         let page = match outcome {
             Ok(page) => page,
             Err(e) => {
@@ -182,19 +178,6 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
     progress.finish_and_clear();
     eprintln!("Delivered {delivered} threat versions in {pages} pages.");
     ExitCode::SUCCESS
-}
-
-async fn pull(
-    runtime: &Runtime,
-    connection: &Connection,
-    checkpoint: Option<&str>,
-    options: &FetchOptions,
-    policy: &CallPolicy,
-) -> Result<connector_host::ThreatPage, CallError> {
-    runtime
-        .fetch_threats(connection, checkpoint, options, policy)
-        .await
-        .result
 }
 
 fn prepare(args: &ThreatsArgs) -> Result<(Connection, CallPolicy, Saved, Sink), UsageError> {
