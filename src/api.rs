@@ -275,14 +275,14 @@ pub fn encode_query_value(value: &str) -> String {
         .windows(3)
         .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
     let raw: Vec<u8> = if already_encoded {
-        url::form_urlencoded::parse(format!("v={}", value.replace('+', "%2B")).as_bytes())
+        form_urlencoded::parse(format!("v={}", value.replace('+', "%2B")).as_bytes())
             .next()
             .map(|(_, v)| v.into_owned().into_bytes())
             .unwrap_or_else(|| bytes.to_vec())
     } else {
         bytes.to_vec()
     };
-    url::form_urlencoded::byte_serialize(&raw).collect()
+    form_urlencoded::byte_serialize(&raw).collect()
 }
 
 fn strip_query(path: &str) -> &str {

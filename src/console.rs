@@ -181,13 +181,22 @@ fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
 }
 
 /// Refuses IP literals in every notation a URL parser accepts (`127.1`,
-/// `0x7f000001`, `2130706433`, octal, ...), using the WHATWG host parser.
+/// `0x7f000001`, `2130706433`, octal, ...). The WHATWG URL standard treats
+/// any host whose last label is a number ("ends in a number") as an IPv4
+/// address, so that is the test; no DNS name ends that way.
 fn check_not_ip(host: &str, original: &str) -> Result<()> {
-    let is_ip = matches!(
-        url::Host::parse(host),
-        Ok(url::Host::Ipv4(_) | url::Host::Ipv6(_))
-    ) || host.parse::<std::net::IpAddr>().is_ok();
-    if is_ip {
+    let last = host
+        .strip_suffix('.')
+        .unwrap_or(host)
+        .rsplit('.')
+        .next()
+        .unwrap_or_default();
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let number = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
+    if number || hex || host.parse::<std::net::IpAddr>().is_ok() {
         return Err(invalid(format!(
             "The Management Hostname \"{}\" is an IP address; the API token must only be sent to \
              the console's hostname. {EXPECTED}",

@@ -145,7 +145,7 @@ async fn cursors_round_trip_byte_for_byte_plain_or_percent_encoded() {
             .iter()
             .filter_map(|r| r.query.as_deref())
             .flat_map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
+                form_urlencoded::parse(q.as_bytes())
                     .into_owned()
                     .collect::<Vec<_>>()
             })
