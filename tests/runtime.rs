@@ -110,3 +110,61 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
         "it waited for the slot"
     );
 }
+
+async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {
+    let outcome = runtime
+        .validate_connection(
+            &connection(CONSOLE, tokens::ADMIN),
+            &policy(sim).tenant(tenant),
+        )
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    outcome.requests.len()
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_within_a_tenant_and_never_across() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let mut sent = 0;
+    for _ in 0..3 {
+        sent += validate_as(&runtime, &sim, "acme").await;
+    }
+    assert!(sent >= 9, "validation makes several requests: {sent}");
+    assert_eq!(sim.requests().len(), sent);
+    assert_eq!(sim.connections_accepted(), 1, "one connection for acme");
+    assert_eq!(runtime.idle_connections(), 1);
+
+    validate_as(&runtime, &sim, "globex").await;
+    assert_eq!(sim.connections_accepted(), 2, "globex never gets acme's");
+    validate_as(&runtime, &sim, "acme").await;
+    assert_eq!(sim.connections_accepted(), 2, "acme's is still there");
+    assert_eq!(runtime.idle_connections(), 2);
+}
+
+#[tokio::test]
+async fn keep_alive_can_be_turned_off() {
+    let config = RuntimeConfig::default().max_idle_connections_per_destination(0);
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let sent = validate_as(&runtime, &sim, "acme").await;
+    assert_eq!(sim.connections_accepted(), sent as u64);
+    assert_eq!(runtime.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn an_abandoned_response_does_not_leave_its_connection_for_reuse() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    // The connector stops reading the 12 MiB answer at the host's cap.
+    let outcome = runtime
+        .validate_connection(
+            &connection(CONSOLE, tokens::OVERSIZED),
+            &policy(&sim).tenant("acme"),
+        )
+        .await;
+    assert!(outcome.result.is_err());
+    assert_eq!(runtime.idle_connections(), 0);
+    validate_as(&runtime, &sim, "acme").await;
+    assert_eq!(sim.connections_accepted(), 2);
+}

@@ -104,6 +104,23 @@ async fn a_request_flood_is_capped_and_the_call_fails() {
 }
 
 #[tokio::test]
+async fn ten_thousand_requests_stop_at_the_default_cap() {
+    let sim = Simulator::start().await.unwrap();
+    let started = Instant::now();
+    let outcome = misbehave("flood", &policy(&sim)).await;
+    assert!(matches!(
+        host_error(outcome),
+        HostError::TooManyRequests(100)
+    ));
+    assert_eq!(sim.requests().len(), 100);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_panic_is_a_trap() {
     let err = host_error(misbehave("trap", &CallPolicy::default()).await);
     assert_eq!(err.kind(), "trap");
@@ -158,22 +175,39 @@ async fn well_behaved_calls_succeed_beside_hostile_ones() {
     }
 }
 
+/// A guest that ignores a refused request is stopped with the host's own
+/// `egress-denied`, naming the destination; nothing reached the network.
+fn assert_egress_denied(outcome: Outcome<connector_host::ConnectionReport>, destination: &str) {
+    assert_eq!(outcome.requests.len(), 1, "{:?}", outcome.requests);
+    assert!(
+        outcome.requests[0].outcome.starts_with("denied"),
+        "{destination}: {:?}",
+        outcome.requests
+    );
+    match host_error(outcome) {
+        HostError::EgressDenied(d) => assert_eq!(d, destination),
+        other => panic!("{destination}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_domain_outside_the_allow_list_is_refused() {
+    for authority in [
+        "evil.example.com",
+        "sentinelone.net.evil.com",
+        "tenant.sentinelone.net:8443",
+    ] {
+        let outcome = misbehave(&format!("fetch:{authority}"), &CallPolicy::default()).await;
+        assert_egress_denied(outcome, authority);
+    }
+}
+
 #[tokio::test]
 async fn private_and_metadata_addresses_are_refused_by_literal_and_by_name() {
     // By literal: an address is never under an allowed domain.
     for literal in ["10.0.0.1", "169.254.169.254", "[::1]", "127.0.0.1"] {
         let outcome = misbehave(&format!("fetch:{literal}"), &CallPolicy::default()).await;
-        assert!(
-            outcome.requests[0].outcome.starts_with("denied"),
-            "{literal}: {:?}",
-            outcome.requests
-        );
-        let report = outcome.result.unwrap();
-        assert_eq!(
-            report.user.as_deref(),
-            Some("ErrorCode::HttpRequestDenied"),
-            "{literal}"
-        );
+        assert_egress_denied(outcome, literal);
     }
     // By name: an allowed name that resolves to loopback is refused after
     // DNS, before any connection.
@@ -185,11 +219,30 @@ async fn private_and_metadata_addresses_are_refused_by_literal_and_by_name() {
         outcome.requests[0].outcome,
         "denied: the name resolves to a forbidden address"
     );
-    let report = outcome.result.unwrap();
-    assert_eq!(
-        report.user.as_deref(),
-        Some("ErrorCode::DestinationIpProhibited")
+    assert!(matches!(host_error(outcome), HostError::EgressDenied(d) if d == "localhost"));
+}
+
+#[tokio::test]
+async fn a_huge_request_body_is_cut_off_at_the_cap() {
+    let sim = Simulator::start().await.unwrap();
+    let started = Instant::now();
+    let outcome = misbehave("post:16", &policy(&sim)).await;
+    assert_eq!(outcome.requests.len(), 1);
+    assert_eq!(outcome.requests[0].outcome, "request-body-too-large");
+    assert!(matches!(
+        host_error(outcome),
+        HostError::RequestTooLarge(1_048_576)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
+    // The server saw at most a truncated request and acted on nothing.
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+    // A body under the cap goes through.
+    let outcome = misbehave("post:0", &policy(&sim)).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! address in between the check and the connection.
 //!
 //! This is `wasmtime_wasi_http::default_send_request` with the connect step
-//! replaced; its timeouts mean the same.
+//! replaced and keep-alive added (see [`crate::pool`]); its timeouts mean
+//! the same. A reused connection was vetted when it was opened.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -17,11 +18,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use crate::pool::{PoolKey, Pools, Target};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
@@ -98,42 +102,75 @@ fn tls() -> tokio_rustls::TlsConnector {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Sends `request` to `addr`, over TLS verified for `tls_name` when given.
-/// The timeouts in `options` must be set (the hook clamps them).
+/// The request's timeouts, which the hook has always set.
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    between_bytes: Duration,
+}
+
+impl From<RequestOptions> for Timeouts {
+    fn from(options: RequestOptions) -> Timeouts {
+        let limit = |d: Option<Duration>| d.unwrap_or(Duration::from_secs(30));
+        Timeouts {
+            connect: limit(options.connect_timeout),
+            first_byte: limit(options.first_byte_timeout),
+            between_bytes: limit(options.between_bytes_timeout),
+        }
+    }
+}
+
+/// Sends `request` to the destination `key` names, on an idle connection of
+/// the same tenant when one is ready, otherwise on a new one. A request that
+/// an idle connection could not take (the server closed it first) goes out
+/// on a new connection; one that was written is never sent twice.
 pub(crate) async fn send(
-    mut request: http::Request<WasiBody>,
-    addr: SocketAddr,
-    tls_name: Option<&str>,
+    pools: &Arc<Pools>,
+    key: PoolKey,
+    request: http::Request<WasiBody>,
     options: RequestOptions,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
-    let limit = |d: Option<Duration>| d.unwrap_or(Duration::from_secs(30));
-    let (connect, first_byte, between) = (
-        limit(options.connect_timeout),
-        limit(options.first_byte_timeout),
-        limit(options.between_bytes_timeout),
-    );
-    let tcp = timeout(connect, TcpStream::connect(addr))
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Connect)?;
-    let stream: Box<dyn Io> = match tls_name {
-        Some(name) => {
-            let server = rustls::pki_types::ServerName::try_from(name.to_owned())?;
-            let tls = timeout(connect, tls().connect(server, tcp))
-                .await
-                .map_err(|_| HttpError::ConnectionTimeout)?
-                .map_err(HttpError::Tls)?;
-            Box::new(tls)
-        }
-        None => Box::new(tcp),
+    let timeouts = Timeouts::from(options);
+    let mut request = origin_form(request)?;
+    // An idle connection is ready as soon as hyper has noted the end of its
+    // previous response, which the guest has already read.
+    let idle = match pools.take(&key) {
+        Some(mut sender) => match timeout(timeouts.connect, sender.ready()).await {
+            Ok(Ok(())) => Some(sender),
+            _ => None,
+        },
+        None => None,
     };
-    let (mut sender, conn) = timeout(
-        connect,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| HttpError::ConnectionTimeout)??;
-    // The request line carries only the path; the Host header names the host.
+    if let Some(mut sender) = idle {
+        match timeout(timeouts.first_byte, sender.try_send_request(request)).await {
+            Err(_) => return Err(HttpError::ConnectionReadTimeout),
+            Ok(Ok(response)) => return Ok(respond(pools, key, sender, response, &timeouts)),
+            Ok(Err(mut refused)) => match refused.take_message() {
+                Some(unsent) => request = unsent,
+                None => return Err(send_error(refused.into_error())),
+            },
+        }
+    }
+    let mut sender = connect(&key, timeouts.connect).await?;
+    let response = timeout(timeouts.first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)?
+        .map_err(send_error)?;
+    Ok(respond(pools, key, sender, response, &timeouts))
+}
+
+/// hyper wraps an error of the request body (the cap on its size) as its
+/// own; unwrap it so the guest and the audit see what happened.
+fn send_error(error: hyper::Error) -> HttpError {
+    use std::error::Error as _;
+    match error.source().and_then(|e| e.downcast_ref::<HttpError>()) {
+        Some(HttpError::HttpRequestBodySize(cap)) => HttpError::HttpRequestBodySize(*cap),
+        _ => HttpError::from(error),
+    }
+}
+
+/// The request line carries only the path; the Host header names the host.
+fn origin_form(mut request: http::Request<WasiBody>) -> Result<http::Request<WasiBody>, HttpError> {
     let path = request
         .uri()
         .path_and_query()
@@ -143,25 +180,80 @@ pub(crate) async fn send(
         .path_and_query(path)
         .build()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-    let conn = tokio::spawn(conn);
-    let response = timeout(first_byte, sender.send_request(request))
+    Ok(request)
+}
+
+/// Opens a new HTTP/1.1 connection to `key`'s destination: resolving and
+/// vetting the name first, then TLS verified against it, unless the key is
+/// an explicit loopback test route.
+async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>, HttpError> {
+    let addr = match key.target() {
+        Target::Loopback(addr) => addr,
+        Target::Tls(port) => resolve(key.host(), port).await?,
+    };
+    let tcp = timeout(limit, TcpStream::connect(addr))
         .await
-        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    // Requests are small and written whole; waiting to coalesce them only
+    // adds latency.
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = match key.target() {
+        Target::Tls(_) => {
+            let server = rustls::pki_types::ServerName::try_from(key.host().to_owned())?;
+            let tls = timeout(limit, tls().connect(server, tcp))
+                .await
+                .map_err(|_| HttpError::ConnectionTimeout)?
+                .map_err(HttpError::Tls)?;
+            Box::new(tls)
+        }
+        Target::Loopback(_) => Box::new(tcp),
+    };
+    let (sender, conn) = timeout(
+        limit,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection lives as long as someone holds its sender: the call
+    // that opened it, then the pool.
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Wraps the body in the between-bytes timeout; the connection goes back to
+/// the pool when the body has been read to the end.
+fn respond(
+    pools: &Arc<Pools>,
+    key: PoolKey,
+    sender: SendRequest<WasiBody>,
+    response: http::Response<hyper::body::Incoming>,
+    timeouts: &Timeouts,
+) -> (http::Response<WasiBody>, IoFuture) {
+    let limit = timeouts.between_bytes;
+    let mut reuse = Some((pools.clone(), key, sender));
+    if response.body().is_end_stream() {
+        release(&mut reuse);
+    }
     let response = response.map(|incoming| {
         BetweenBytes {
             inner: incoming,
-            limit: between,
-            timer: Box::pin(sleep(between)),
+            limit,
+            timer: Box::pin(sleep(limit)),
+            reuse,
         }
         .boxed_unsync()
     });
-    let io = async move {
-        match conn.await {
-            Ok(Ok(())) | Err(_) => Ok(()),
-            Ok(Err(e)) => Err(HttpError::from(e)),
-        }
-    };
-    Ok((response, Box::new(io) as IoFuture))
+    (response, Box::new(async { Ok(()) }) as IoFuture)
+}
+
+/// A connection waiting for its response to be read to the end.
+type Reuse = Option<(Arc<Pools>, PoolKey, SendRequest<WasiBody>)>;
+
+fn release(reuse: &mut Reuse) {
+    if let Some((pools, key, sender)) = reuse.take() {
+        pools.put(key, sender);
+    }
 }
 
 /// A response body that fails when no bytes arrive for `limit`.
@@ -169,6 +261,9 @@ struct BetweenBytes {
     inner: hyper::body::Incoming,
     limit: Duration,
     timer: Pin<Box<Sleep>>,
+    /// Returned to the pool at the end of the body; dropped (closing the
+    /// connection) if the body is abandoned or fails.
+    reuse: Reuse,
 }
 
 impl Body for BetweenBytes {
@@ -184,6 +279,12 @@ impl Body for BetweenBytes {
             Poll::Ready(frame) => {
                 let deadline = tokio::time::Instant::now() + this.limit;
                 this.timer.as_mut().reset(deadline);
+                match &frame {
+                    None => release(&mut this.reuse),
+                    Some(Ok(_)) if this.inner.is_end_stream() => release(&mut this.reuse),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => this.reuse = None,
+                }
                 Poll::Ready(frame.map(|f| f.map_err(HttpError::from)))
             }
             Poll::Pending => {

@@ -39,6 +39,19 @@ pub enum HostError {
     /// excess was refused and the call's result discarded.
     #[error("the connector tried to send more than {0} requests in one call")]
     TooManyRequests(u32),
+    /// The guest sent a request the egress policy refused (a domain outside
+    /// the allowed suffixes, or a name resolving to a loopback, private,
+    /// link-local or metadata address) and did not report it as
+    /// `egress-denied` itself; its result is discarded.
+    #[error(
+        "the connector tried to reach {0}, which this host's egress policy does not allow; \
+         allow the domain if it is a legitimate console"
+    )]
+    EgressDenied(String),
+    /// The guest tried to send a request body larger than the call's cap;
+    /// the request was cut off and the call's result discarded.
+    #[error("the connector tried to send a request body over the {0}-byte cap")]
+    RequestTooLarge(u64),
 }
 
 impl HostError {
@@ -54,6 +67,8 @@ impl HostError {
             HostError::CpuBudget(_) => "cpu-budget",
             HostError::TooManyRequests(_) => "too-many-requests",
             HostError::QueueTimeout(_) => "queue-timeout",
+            HostError::EgressDenied(_) => "egress-denied",
+            HostError::RequestTooLarge(_) => "request-too-large",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::audit::{AuditLog, AuditRecord, millis, redact_path};
 use crate::policy::{CallPolicy, Route};
+use crate::pool::{PoolKey, Pools, Target};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
@@ -26,12 +27,55 @@ pub(crate) struct PolicyHooks {
     pub(crate) secret: Option<String>,
     /// Requests the guest has asked to send in this call.
     pub(crate) requested: u32,
+    /// What the guest tried and was refused, beyond the request cap.
+    pub(crate) violations: Violations,
+    /// The runtime's keep-alive connections.
+    pub(crate) pools: Arc<Pools>,
+    /// The tenant, which owns the connections this call opens.
+    pub(crate) tenant: Arc<str>,
 }
 
 impl PolicyHooks {
     /// Whether the guest asked for more requests than the policy allows.
     pub(crate) fn over_request_cap(&self) -> bool {
         self.requested > self.policy.max_requests
+    }
+}
+
+/// Policy violations seen in one call, shared with the request futures and
+/// bodies that detect them.
+#[derive(Clone, Default)]
+pub(crate) struct Violations(Arc<Mutex<Seen>>);
+
+#[derive(Default)]
+struct Seen {
+    denied: Option<String>,
+    oversized_request: bool,
+}
+
+impl Violations {
+    fn denied(&self, destination: &str) {
+        self.with(|seen| {
+            seen.denied.get_or_insert_with(|| destination.to_owned());
+        });
+    }
+
+    fn oversized_request(&self) {
+        self.with(|seen| seen.oversized_request = true);
+    }
+
+    /// The first destination refused, by name or after DNS.
+    pub(crate) fn first_denied(&self) -> Option<String> {
+        self.with(|seen| seen.denied.clone())
+    }
+
+    /// Whether a request body went over the cap.
+    pub(crate) fn request_too_large(&self) -> bool {
+        self.with(|seen| seen.oversized_request)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Seen) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -55,53 +99,77 @@ impl WasiHttpHooks for PolicyHooks {
             }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let policy = self.policy.clone();
-        let audit = self.audit.clone();
-        let secret = self.secret.clone();
-        Box::new(send(policy, audit, secret, request, options))
+        let mut record = audit_record(&request, self.secret.as_deref(), "pending".into());
+        let uri = request.uri();
+        let route = match self.policy.egress.route(uri) {
+            Ok(route) => route,
+            Err(why) => {
+                record.outcome = format!("denied: {why}");
+                trace(&record);
+                self.audit.push(record);
+                self.violations
+                    .denied(uri.authority().map_or("", |a| a.as_str()));
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        };
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let target = match route {
+            // An explicit test route: plain HTTP to the loopback address given.
+            Route::Loopback(addr) => Target::Loopback(addr),
+            // Resolve, refuse forbidden addresses, connect to the vetted one.
+            Route::Direct => Target::Tls(443),
+        };
+        let key = PoolKey::new(self.tenant.clone(), &host, target);
+        let request = cap_request_body(
+            request,
+            self.policy.max_request_bytes,
+            self.violations.clone(),
+        );
+        let options = clamp(options, &self.policy);
+        let index = self.audit.push(record);
+        let sink = Sink {
+            audit: self.audit.clone(),
+            index,
+            violations: self.violations.clone(),
+        };
+        let (pools, cap) = (self.pools.clone(), self.policy.max_response_bytes);
+        Box::new(send(pools, key, sink, cap, request, options))
     }
 }
 
-async fn send(
-    policy: Arc<CallPolicy>,
+/// Where a request's outcome is recorded.
+struct Sink {
     audit: AuditLog,
-    secret: Option<String>,
+    index: usize,
+    violations: Violations,
+}
+
+async fn send(
+    pools: Arc<Pools>,
+    key: PoolKey,
+    sink: Sink,
+    cap: u64,
     request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
+    options: RequestOptions,
 ) -> SendResult {
     let started = Instant::now();
-    let uri = request.uri().clone();
-    let mut record = audit_record(&request, secret.as_deref(), "pending".into());
-    let route = match policy.egress.route(&uri) {
-        Ok(route) => route,
-        Err(why) => {
-            record.outcome = format!("denied: {why}");
-            trace(&record);
-            audit.push(record);
-            return Err(HttpError::HttpRequestDenied);
-        }
-    };
-    let request = cap_request_body(request, policy.max_request_bytes);
-    let index = audit.push(record);
-    let options = clamp(options, &policy);
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let sent = match route {
-        // An explicit test route: plain HTTP to the loopback address given.
-        Route::Loopback(addr) => crate::connect::send(request, addr, None, options).await,
-        // Resolve, refuse forbidden addresses, connect to the vetted one.
-        Route::Direct => match crate::connect::resolve(&host, 443).await {
-            Ok(addr) => crate::connect::send(request, addr, Some(&host), options).await,
-            Err(e) => Err(e),
-        },
-    };
+    let host = key.host().to_owned();
+    let sent = crate::connect::send(&pools, key, request, options).await;
+    let Sink {
+        audit,
+        index,
+        violations,
+    } = sink;
+    if let Err(HttpError::DestinationIpProhibited) = &sent {
+        violations.denied(&host);
+    }
     match sent {
         Ok((response, io)) => {
             audit.update(index, |r| r.status = Some(response.status().as_u16()));
-            let cap = policy.max_response_bytes;
             let response = response.map(|body| {
                 AuditedBody {
                     inner: body.boxed_unsync(),
@@ -157,13 +225,20 @@ fn clamp(options: Option<RequestOptions>, policy: &CallPolicy) -> RequestOptions
     }
 }
 
-fn cap_request_body(request: http::Request<WasiBody>, cap: u64) -> http::Request<WasiBody> {
+fn cap_request_body(
+    request: http::Request<WasiBody>,
+    cap: u64,
+    violations: Violations,
+) -> http::Request<WasiBody> {
     let limit = usize::try_from(cap).unwrap_or(usize::MAX);
     request.map(|body| {
         Limited::new(body, limit)
             .map_err(move |e| match e.downcast::<HttpError>() {
                 Ok(e) => *e,
-                Err(_) => HttpError::HttpRequestBodySize(Some(cap)),
+                Err(_) => {
+                    violations.oversized_request();
+                    HttpError::HttpRequestBodySize(Some(cap))
+                }
             })
             .boxed_unsync()
     })

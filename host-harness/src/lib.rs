@@ -33,6 +33,7 @@ mod connect;
 mod error;
 mod hooks;
 mod policy;
+mod pool;
 mod runtime;
 pub mod simulator;
 
@@ -54,8 +55,9 @@ pub const COMPONENT: &[u8] =
 
 /// A deliberately misbehaving connector component (`tests/hostile`), for
 /// testing a host's limits. Its `validate-connection` spins, grows memory,
-/// recurses, floods requests, traps or counts calls in a global, chosen by
-/// the connection's `management-host` (`spin`, `grow`, `recurse`, `flood`,
-/// `trap`, `state`).
+/// recurses, floods requests, traps, counts calls in a global, fetches a
+/// given authority or uploads a huge body, chosen by the connection's
+/// `management-host` (`spin`, `grow`, `recurse`, `flood`, `trap`, `state`,
+/// `fetch:<authority>`, `post:<MiB>`).
 pub const HOSTILE_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/hostile_connector.wasm"));

@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
-use crate::hooks::PolicyHooks;
+use crate::hooks::{PolicyHooks, Violations};
 use crate::policy::CallPolicy;
+use crate::pool::{PoolLimits, Pools};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -222,6 +224,17 @@ pub struct RuntimeConfig {
     /// Where compiled components are cached across restarts; `None` (the
     /// default) compiles on every start.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The most linear memory any one instance may have, in bytes: the size
+    /// of a slot in the pooling allocator. A call's
+    /// [`CallPolicy::max_memory_bytes`] is bounded by it. Default 256 MiB.
+    pub max_memory_per_instance: usize,
+    /// Idle keep-alive connections kept per tenant and destination; 0 turns
+    /// reuse off. Default 8.
+    pub max_idle_connections_per_destination: usize,
+    /// Idle keep-alive connections kept in total. Default 1024.
+    pub max_idle_connections: usize,
+    /// How long an idle connection is kept for reuse. Default 30 s.
+    pub idle_connection_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -229,6 +242,10 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             max_concurrent_calls: 64,
             cache_dir: None,
+            max_memory_per_instance: 256 << 20,
+            max_idle_connections_per_destination: 8,
+            max_idle_connections: 1024,
+            idle_connection_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -245,6 +262,49 @@ impl RuntimeConfig {
         self.cache_dir = Some(dir.into());
         self
     }
+
+    /// Sets how many idle connections are kept per tenant and destination
+    /// (0: a new connection for every request).
+    pub fn max_idle_connections_per_destination(mut self, connections: usize) -> Self {
+        self.max_idle_connections_per_destination = connections;
+        self
+    }
+
+    fn pool_limits(&self) -> PoolLimits {
+        PoolLimits {
+            max_idle_per_destination: self.max_idle_connections_per_destination,
+            max_idle_total: self.max_idle_connections,
+            idle_timeout: self.idle_connection_timeout,
+        }
+    }
+
+    /// The engine: pooling allocator sized for the concurrency limit, epoch
+    /// interruption, parallel compilation.
+    fn engine(&self) -> Result<Engine, HostError> {
+        // Every call runs in one component instance with one core instance
+        // per core module (3 for a Rust component) and one memory; the
+        // margins admit other components (see `Runtime::load_version`).
+        let slots = u32::try_from(self.max_concurrent_calls).unwrap_or(u32::MAX);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(self.max_memory_per_instance)
+            .max_core_instances_per_component(8)
+            .max_memories_per_component(2)
+            .max_tables_per_component(4);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .parallel_compilation(true)
+            .wasm_component_model(true)
+            .epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
+        start_epoch_ticker(&engine)?;
+        Ok(engine)
+    }
 }
 
 /// A loaded connector: compile once, then run any number of calls, each in a
@@ -253,6 +313,8 @@ pub struct Runtime {
     engine: Engine,
     pre: bindings::SentinelonePre<CallState>,
     slots: Arc<Semaphore>,
+    pools: Arc<Pools>,
+    config: RuntimeConfig,
     cache_status: CacheStatus,
 }
 
@@ -266,14 +328,34 @@ impl Runtime {
 
     /// Like [`Runtime::new`], with process-wide settings.
     pub fn with_config(component: &[u8], config: RuntimeConfig) -> Result<Runtime, HostError> {
-        let runtime_config = config;
-        let mut config = Config::new();
-        config.parallel_compilation(true);
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
-        start_epoch_ticker(&engine)?;
-        let (component, cache_status) = match &runtime_config.cache_dir {
+        let engine = config.engine()?;
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1)));
+        let pools = Arc::new(Pools::new(config.pool_limits()));
+        Runtime::load(component, engine, slots, pools, config)
+    }
+
+    /// Loads another version of the connector into this runtime's engine.
+    /// The two share the concurrency limit, the connection pools and the
+    /// cache, so one process keeps one engine however many versions it runs.
+    pub fn load_version(&self, component: &[u8]) -> Result<Runtime, HostError> {
+        let (slots, pools) = (self.slots.clone(), self.pools.clone());
+        Runtime::load(
+            component,
+            self.engine.clone(),
+            slots,
+            pools,
+            self.config.clone(),
+        )
+    }
+
+    fn load(
+        component: &[u8],
+        engine: Engine,
+        slots: Arc<Semaphore>,
+        pools: Arc<Pools>,
+        config: RuntimeConfig,
+    ) -> Result<Runtime, HostError> {
+        let (component, cache_status) = match &config.cache_dir {
             Some(dir) => cache::load(dir, &engine, component),
             None => Component::new(&engine, component).map(|c| (c, CacheStatus::Disabled)),
         }
@@ -290,7 +372,9 @@ impl Runtime {
         Ok(Runtime {
             engine,
             pre,
-            slots: Arc::new(Semaphore::new(runtime_config.max_concurrent_calls.max(1))),
+            slots,
+            pools,
+            config,
             cache_status,
         })
     }
@@ -310,9 +394,15 @@ impl Runtime {
         &self.engine
     }
 
+    /// Idle keep-alive connections held now, across tenants.
+    pub fn idle_connections(&self) -> usize {
+        self.pools.idle_count()
+    }
+
     /// Calls `describe`. Sends no request.
     pub async fn describe(&self) -> Result<ConnectorInfo, HostError> {
         let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
+        let _slot = self.slot(&policy).await?;
         let (mut store, _) = self.store(policy.clone(), None);
         let run = async {
             let instance = self.instantiate(&mut store).await?;
@@ -472,11 +562,9 @@ impl Runtime {
         let span = tracing::info_span!("connector_call", tenant = %policy.tenant, action);
         async {
             let started = Instant::now();
-            // Backpressure: wait for a slot rather than fail when busy.
-            let slot = tokio::time::timeout(policy.queue_timeout, self.slots.acquire()).await;
-            let Ok(Ok(_slot)) = slot else {
-                let error = HostError::QueueTimeout(policy.queue_timeout);
-                return outcome(Err(error), AuditLog::default(), started);
+            let _slot = match self.slot(policy).await {
+                Ok(slot) => slot,
+                Err(error) => return outcome(Err(error), AuditLog::default(), started),
             };
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
@@ -492,10 +580,23 @@ impl Runtime {
         .await
     }
 
+    /// Backpressure: waits for a call slot rather than fail when busy. The
+    /// slot also guarantees the pooling allocator has room for the instance.
+    async fn slot(&self, policy: &CallPolicy) -> Result<SemaphorePermit<'_>, HostError> {
+        match tokio::time::timeout(policy.queue_timeout, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(HostError::QueueTimeout(policy.queue_timeout)),
+        }
+    }
+
     fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
         let audit = AuditLog::default();
         let limits = StoreLimitsBuilder::new()
-            .memory_size(policy.max_memory_bytes)
+            .memory_size(
+                policy
+                    .max_memory_bytes
+                    .min(self.config.max_memory_per_instance),
+            )
             .instances(16)
             .tables(16)
             .memories(8)
@@ -513,10 +614,13 @@ impl Runtime {
             wasi: WasiCtxBuilder::new().build(),
             http: WasiHttpCtx::new(),
             hooks: PolicyHooks {
+                tenant: Arc::from(policy.tenant.as_str()),
                 policy,
                 audit: audit.clone(),
                 secret,
                 requested: 0,
+                violations: Violations::default(),
+                pools: self.pools.clone(),
             },
             limits: Limits {
                 inner: limits,
@@ -571,21 +675,32 @@ fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
 
 /// Replaces a call's result with the limit it ran into, if any: a trap
 /// caused by a refused memory grow is a memory limit, an interrupted guest
-/// is out of CPU budget, and a guest that sent too many requests has its
-/// result discarded.
+/// is out of CPU budget, and a guest that sent too many requests, too large
+/// a body, or to a refused destination without reporting `egress-denied`,
+/// has its result discarded.
 fn enforce_limits<T>(
-    result: Result<T, HostError>,
+    result: Result<Result<T, ConnectorError>, HostError>,
     state: &CallState,
     policy: &CallPolicy,
-) -> Result<T, HostError> {
+) -> Result<Result<T, ConnectorError>, HostError> {
     if state.cpu_exceeded {
         return Err(HostError::CpuBudget(policy.cpu_budget));
     }
     if state.limits.memory_denied && matches!(result, Err(HostError::Trap(_))) {
         return Err(HostError::MemoryLimit(policy.max_memory_bytes));
     }
-    if state.hooks.over_request_cap() && !matches!(result, Err(HostError::Deadline(_))) {
+    let stopped = matches!(result, Err(HostError::Deadline(_)));
+    if state.hooks.over_request_cap() && !stopped {
         return Err(HostError::TooManyRequests(policy.max_requests));
+    }
+    if state.hooks.violations.request_too_large() && !stopped {
+        return Err(HostError::RequestTooLarge(policy.max_request_bytes));
+    }
+    if let Some(destination) = state.hooks.violations.first_denied() {
+        let reported = matches!(result, Ok(Err(ConnectorError::EgressDenied(_))));
+        if !reported && !stopped {
+            return Err(HostError::EgressDenied(destination));
+        }
     }
     result
 }

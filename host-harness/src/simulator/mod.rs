@@ -64,6 +64,10 @@ pub(crate) struct State {
     pub(crate) threats: Option<threat_store::ThreatStore>,
     /// Threat pages served with churn so far, per token.
     pub(crate) churned: HashMap<String, u32>,
+    /// TCP connections accepted so far.
+    pub(crate) connections: u64,
+    /// Whether requests are appended to `log` (off for benchmarks).
+    pub(crate) logging: bool,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -86,6 +90,7 @@ impl Simulator {
         let mut state = State {
             agents: fleet::builtin(),
             threats: Some(threat_store::ThreatStore::builtin()),
+            logging: true,
             ..State::default()
         };
         for (token, profile) in profiles::builtin() {
@@ -151,6 +156,29 @@ impl Simulator {
         self.lock().log.clear();
     }
 
+    /// Turns the request log on (the default) or off; a benchmark sending
+    /// millions of requests turns it off.
+    pub fn set_logging(&self, on: bool) {
+        self.lock().logging = on;
+    }
+
+    /// TCP connections accepted so far: with keep-alive, far fewer than
+    /// requests.
+    pub fn connections_accepted(&self) -> u64 {
+        self.lock().connections
+    }
+
+    /// Adds a connected agent named `hostname` with id `id`, a copy of the
+    /// finance laptop otherwise (for benchmarks that need one agent each).
+    pub fn add_agent(&self, id: &str, hostname: &str) {
+        let mut state = self.lock();
+        let mut agent = fleet::builtin().swap_remove(0);
+        agent["id"] = serde_json::json!(id);
+        agent["computerName"] = serde_json::json!(hostname);
+        agent["uuid"] = serde_json::json!(format!("bench{id}"));
+        state.agents.push(agent);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -179,6 +207,7 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let state = state.clone();
+        state.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
         let conn_stop = stop.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
@@ -186,11 +215,10 @@ async fn accept_loop(
                 let stop = conn_stop.clone();
                 async move {
                     let (parts, body) = request.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
+                    // A request whose body was cut off is never acted on.
+                    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+                        return Ok(routes::incomplete_body());
+                    };
                     Ok::<_, Infallible>(routes::handle(&state, parts, body, stop).await)
                 }
             });

@@ -25,19 +25,22 @@ pub(crate) async fn handle(
     let (profile, fault) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         let profile = token.as_ref().and_then(|t| state.tokens.get(t)).cloned();
-        state.log.push(LoggedRequest {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().map(str::to_owned),
-            host: parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned),
-            body: String::from_utf8_lossy(&body).into_owned(),
-            token: profile.as_ref().map(|p| p.name.clone()),
-            auth_scheme,
-        });
+        if state.logging {
+            let entry = LoggedRequest {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                host: parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                token: profile.as_ref().map(|p| p.name.clone()),
+                auth_scheme,
+            };
+            state.log.push(entry);
+        }
         let fault = match (&token, &profile) {
             (Some(t), Some(p)) if !p.is_expired() => take_fault(&mut state, t, p, parts.uri.path()),
             _ => None,
@@ -361,6 +364,11 @@ fn forbidden() -> Response<SimBody> {
         "Insufficient permissions",
         None,
     )
+}
+
+/// The answer to a request whose body never arrived whole.
+pub(crate) fn incomplete_body() -> Response<SimBody> {
+    text(StatusCode::BAD_REQUEST, "incomplete request body\n")
 }
 
 fn not_found() -> Response<SimBody> {

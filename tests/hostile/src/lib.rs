@@ -79,6 +79,34 @@ fn request(authority: &str) -> String {
     }
 }
 
+/// POST `mib` MiB to the allowed console in 4 KiB writes, and describe
+/// what happened.
+fn upload(mib: usize) -> String {
+    use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let req = OutgoingRequest::new(Fields::new());
+    let _ = req.set_method(&Method::Post);
+    let _ = req.set_scheme(Some(&Scheme::Https));
+    let _ = req.set_authority(Some("tenant.sentinelone.net"));
+    let _ = req.set_path_with_query(Some("/web/api/v2.1/agents/actions/disconnect"));
+    let Ok(body) = req.body() else {
+        return "no body".into();
+    };
+    let pending = match wasi::http::outgoing_handler::handle(req, None) {
+        Ok(pending) => pending,
+        Err(code) => return format!("{code:?}"),
+    };
+    let mut written = 0usize;
+    if let Ok(stream) = body.write() {
+        let chunk = [b'x'; 4096];
+        while written < mib << 20 && stream.blocking_write_and_flush(&chunk).is_ok() {
+            written += chunk.len();
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+    pending.subscribe().block();
+    format!("wrote {written} bytes; then {:?}", pending.get())
+}
+
 impl c::Guest for Hostile {
     fn describe() -> c::ConnectorInfo {
         c::ConnectorInfo {
@@ -118,6 +146,9 @@ impl c::Guest for Hostile {
                 }
             }
             other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
+            other if other.starts_with("post:") => {
+                user = upload(other["post:".len()..].parse().unwrap_or(1));
+            }
             "trap" => panic!("the hostile connector panics"),
             _ => {}
         }
