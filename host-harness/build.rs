@@ -18,7 +18,14 @@ fn main() {
         .nth(4)
         .map_or_else(|| out_dir.join("component-target"), |t| t.join("component"));
 
-    for path in ["src", "wit", "tests/hostile", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        ".cargo",
+        "src",
+        "wit",
+        "tests/hostile",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
