@@ -403,3 +403,44 @@ async fn threats_killed_at_random_points_deliver_each_version_once_to_the_output
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The benchmark's figures are a JSON object with name, value, unit and
+/// target each; the quick run checks the shape, not the speed.
+#[tokio::test]
+async fn bench_prints_every_figure_as_json() {
+    let output = run(
+        vec!["--json".into(), "bench".into(), "--quick".into()],
+        vec![],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let report = json(&output);
+    let figures = report["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures.iter().filter_map(|f| f["name"].as_str()).collect();
+    for name in [
+        "overhead_median_c1",
+        "overhead_p99_c16",
+        "wasm_throughput_c16",
+        "native_throughput_c16",
+        "instantiate_ratio",
+        "resident_per_instance",
+        "linear_memory_per_instance",
+        "component_size",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for figure in figures {
+        let value = figure["value"].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{figure}");
+        assert!(figure["unit"].is_string() && figure["target"].is_string());
+    }
+    let size = figures
+        .iter()
+        .find(|f| f["name"] == "component_size")
+        .unwrap();
+    assert_eq!(
+        size["value"].as_f64(),
+        Some(connector_host::COMPONENT.len() as f64)
+    );
+    assert_eq!(size["target"], "<= 200000");
+}

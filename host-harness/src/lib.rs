@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+pub mod bench;
 mod cache;
 mod connect;
 mod error;

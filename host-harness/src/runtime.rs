@@ -146,6 +146,9 @@ pub struct Outcome<T> {
     pub requests: Vec<AuditRecord>,
     /// Wall-clock time of the whole call, instantiation included.
     pub elapsed: Duration,
+    /// The most linear memory the call's instance had, in bytes (0 if it
+    /// never started).
+    pub memory_bytes: usize,
 }
 
 /// The future of one exported call.
@@ -171,6 +174,8 @@ struct CallState {
 struct Limits {
     inner: StoreLimits,
     memory_denied: bool,
+    /// The largest memory size granted, initial sizes included.
+    peak: usize,
 }
 
 impl ResourceLimiter for Limits {
@@ -182,6 +187,9 @@ impl ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         self.memory_denied |= !allowed;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
         Ok(allowed)
     }
 
@@ -270,7 +278,7 @@ impl RuntimeConfig {
         self
     }
 
-    fn pool_limits(&self) -> PoolLimits {
+    pub(crate) fn pool_limits(&self) -> PoolLimits {
         PoolLimits {
             max_idle_per_destination: self.max_idle_connections_per_destination,
             max_idle_total: self.max_idle_connections,
@@ -564,7 +572,7 @@ impl Runtime {
             let started = Instant::now();
             let _slot = match self.slot(policy).await {
                 Ok(slot) => slot,
-                Err(error) => return outcome(Err(error), AuditLog::default(), started),
+                Err(error) => return outcome(Err(error), AuditLog::default(), started, 0),
             };
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
@@ -574,7 +582,7 @@ impl Runtime {
             };
             let result = with_deadline(policy.deadline, run).await;
             let result = enforce_limits(result, store.data(), &policy);
-            outcome(result, audit, started)
+            outcome(result, audit, started, store.data().limits.peak)
         }
         .instrument(span)
         .await
@@ -625,6 +633,7 @@ impl Runtime {
             limits: Limits {
                 inner: limits,
                 memory_denied: false,
+                peak: 0,
             },
             cpu_ticks: 0,
             cpu_exceeded: false,
@@ -644,6 +653,13 @@ impl Runtime {
             Ok(UpdateDeadline::Yield(1))
         });
         (store, audit)
+    }
+
+    /// Creates a call's store and instance under `policy`, and drops them:
+    /// the fixed cost of every call, for the benchmark.
+    pub(crate) async fn instantiate_only(&self, policy: Arc<CallPolicy>) -> Result<(), HostError> {
+        let (mut store, _) = self.store(policy, None);
+        self.instantiate(&mut store).await.map(drop)
     }
 
     async fn instantiate(
@@ -729,6 +745,7 @@ fn outcome<T>(
     result: Result<Result<T, ConnectorError>, HostError>,
     audit: AuditLog,
     started: Instant,
+    memory_bytes: usize,
 ) -> Outcome<T> {
     let result = match result {
         Ok(Ok(value)) => Ok(value),
@@ -754,5 +771,6 @@ fn outcome<T>(
         result,
         requests,
         elapsed,
+        memory_bytes,
     }
 }

@@ -44,6 +44,13 @@ pub enum Command {
     /// Validate, find, isolate and release against the built-in simulator
     /// (no token or network needed).
     Demo,
+    /// Measure the runtime against native Rust on the simulator: overhead,
+    /// instantiation, throughput, memory and size.
+    Bench {
+        /// A seconds-long run that checks every figure is produced.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Serve the SentinelOne simulator on 127.0.0.1 for manual use.
     Simulate {
         /// Port to listen on.

@@ -4,6 +4,7 @@
 //! an error, 2 usage error.
 
 mod args;
+mod bench;
 mod demo;
 mod ingest;
 mod output;
@@ -37,8 +38,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, printer: Printer) -> ExitCode {
-    if let Command::Simulate { port } = cli.command {
-        return simulate(port, printer).await;
+    match cli.command {
+        Command::Simulate { port } => return simulate(port, printer).await,
+        Command::Bench { quick } => return bench::run(quick, printer).await,
+        _ => {}
     }
     let connector = match load(&cli) {
         Ok(c) => c,
@@ -85,7 +88,7 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
         }
         Command::Threats(args) => ingest::run(&connector, args, printer).await,
         Command::Demo => demo::run(&connector, printer).await,
-        Command::Simulate { .. } => unreachable!("handled above"),
+        Command::Simulate { .. } | Command::Bench { .. } => unreachable!("handled above"),
     }
 }
 

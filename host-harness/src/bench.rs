@@ -1,0 +1,432 @@
+//! The runtime's cost, measured side by side against native Rust in one
+//! process: `connector-host bench` prints these figures.
+//!
+//! Both sides run against the same in-process simulator on loopback, through
+//! the same HTTP client and keep-alive pools ([`crate::connect`]). The
+//! native side is a hand-written Rust client doing the connector's exact
+//! `isolate-host` request sequence for an agent id: list the agent, POST the
+//! disconnect, read the agent back. The wasm side is the real connector in a
+//! fresh instance per call, with every limit of the default [`CallPolicy`]
+//! on. Rounds alternate between the two, so machine noise hits both alike.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use serde_json::{Value, json};
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::{RequestOptions, WasiBody};
+
+use crate::pool::{PoolKey, Pools, Target};
+use crate::simulator::{Simulator, tokens};
+use crate::{
+    ActionOptions, CallPolicy, Connection, EgressPolicy, HostError, HostSelector, Runtime,
+    RuntimeConfig,
+};
+
+/// The name both sides address; routed to the simulator.
+const HOST: &str = "bench.sentinelone.net";
+
+/// How long a benchmark runs.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Calls per side and round at concurrency 1 (other levels scale it).
+    pub calls: usize,
+    /// Alternating rounds per side and concurrency level.
+    pub rounds: usize,
+    /// Concurrency levels of the overhead and throughput figures.
+    pub levels: &'static [usize],
+}
+
+impl BenchOptions {
+    /// The full run behind the README's figures (about a minute here).
+    pub const FULL: BenchOptions = BenchOptions {
+        calls: 400,
+        rounds: 5,
+        levels: &[1, 16, 64, 256],
+    };
+    /// A seconds-long run that exercises every figure (for tests).
+    pub const QUICK: BenchOptions = BenchOptions {
+        calls: 20,
+        rounds: 1,
+        levels: &[1, 16],
+    };
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// What was measured, e.g. `overhead_median_c1`.
+    pub name: String,
+    /// The value, in `unit`.
+    pub value: f64,
+    /// `ratio`, `us`, `calls/s`, `bytes` or `KiB`.
+    pub unit: &'static str,
+    /// The target, e.g. `<= 1.25`, or empty when the figure is context.
+    pub target: String,
+    /// Whether the value meets the target (`None` without a target).
+    pub met: Option<bool>,
+}
+
+impl Figure {
+    fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Figure {
+        Figure {
+            name: name.into(),
+            value,
+            unit,
+            target: String::new(),
+            met: None,
+        }
+    }
+
+    fn at_most(mut self, limit: f64) -> Figure {
+        self.target = format!("<= {limit}");
+        self.met = Some(self.value <= limit);
+        self
+    }
+
+    fn at_least(mut self, limit: f64) -> Figure {
+        self.target = format!(">= {limit}");
+        self.met = Some(self.value >= limit);
+        self
+    }
+}
+
+/// Runs every measurement and returns the figures in a fixed order.
+pub async fn run(options: BenchOptions) -> Result<Vec<Figure>, HostError> {
+    let max_level = options.levels.iter().copied().max().unwrap_or(1);
+    let sim = Simulator::start()
+        .await
+        .map_err(|e| HostError::Config(format!("cannot start the simulator: {e}")))?;
+    sim.set_logging(false);
+    let agents: Vec<String> = (0..max_level)
+        .map(|n| {
+            let id = format!("{}", 1_800_000_000_000_000_000u64 + n as u64);
+            sim.add_agent(&id, &format!("BENCH-{n:04}"));
+            id
+        })
+        .collect();
+    let config = RuntimeConfig::default().max_concurrent_calls(max_level);
+    let runtime = Runtime::with_config(crate::COMPONENT, config.clone())?;
+    let bench = Arc::new(Bench {
+        native: Native {
+            pools: Arc::new(Pools::new(config.pool_limits())),
+            addr: sim.addr(),
+        },
+        policy: CallPolicy::with_egress(
+            EgressPolicy::default()
+                .connect_to(HOST, sim.addr())
+                .map_err(|e| HostError::Config(e.to_string()))?,
+        ),
+        runtime,
+        sim,
+        agents,
+    });
+    let mut figures = Vec::new();
+    for &level in options.levels {
+        figures.extend(bench.compare(level, options).await?);
+    }
+    figures.extend(bench.instantiation(options.calls.max(200) * 5).await?);
+    figures.extend(bench.memory(max_level.min(256)).await?);
+    figures.push(
+        Figure::new("component_size", crate::COMPONENT.len() as f64, "bytes").at_most(200_000.0),
+    );
+    Ok(figures)
+}
+
+struct Bench {
+    runtime: Runtime,
+    native: Native,
+    policy: CallPolicy,
+    sim: Simulator,
+    agents: Vec<String>,
+}
+
+/// Latencies and wall time of one round.
+struct Round {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Bench {
+    /// Overhead (median and p99 latency ratios) and throughput at `level`
+    /// concurrent tenants.
+    async fn compare(
+        self: &Arc<Self>,
+        level: usize,
+        options: BenchOptions,
+    ) -> Result<Vec<Figure>, HostError> {
+        let per_task = (options.calls / level).max(4);
+        // Warm both sides: pools, connections, caches.
+        self.round(false, level, 2).await?;
+        self.round(true, level, 2).await?;
+        let (mut native, mut wasm) = (Vec::new(), Vec::new());
+        for _ in 0..options.rounds {
+            native.push(self.round(false, level, per_task).await?);
+            wasm.push(self.round(true, level, per_task).await?);
+        }
+        let all = |rounds: &[Round]| -> Vec<Duration> {
+            let mut v: Vec<Duration> = rounds.iter().flat_map(|r| r.latencies.clone()).collect();
+            v.sort();
+            v
+        };
+        let throughput = |rounds: &[Round]| -> f64 {
+            median(
+                rounds
+                    .iter()
+                    .map(|r| r.latencies.len() as f64 / r.wall.as_secs_f64())
+                    .collect(),
+            )
+        };
+        let (n, w) = (all(&native), all(&wasm));
+        let (n50, w50) = (percentile(&n, 50), percentile(&w, 50));
+        let (n99, w99) = (percentile(&n, 99), percentile(&w, 99));
+        let (ntp, wtp) = (throughput(&native), throughput(&wasm));
+        let mut ratio = Figure::new(format!("overhead_median_c{level}"), w50 / n50, "ratio");
+        if level == 1 {
+            ratio = ratio.at_most(1.25);
+        }
+        let mut tp_ratio = Figure::new(format!("throughput_ratio_c{level}"), wtp / ntp, "ratio");
+        if level == 256 {
+            tp_ratio = tp_ratio.at_least(0.8);
+        }
+        Ok(vec![
+            Figure::new(format!("native_median_c{level}"), n50, "us"),
+            Figure::new(format!("wasm_median_c{level}"), w50, "us"),
+            ratio,
+            Figure::new(format!("native_p99_c{level}"), n99, "us"),
+            Figure::new(format!("wasm_p99_c{level}"), w99, "us"),
+            Figure::new(format!("overhead_p99_c{level}"), w99 / n99, "ratio"),
+            Figure::new(format!("native_throughput_c{level}"), ntp, "calls/s"),
+            Figure::new(format!("wasm_throughput_c{level}"), wtp, "calls/s"),
+            tp_ratio,
+        ])
+    }
+
+    /// `level` tenants, each a task isolating its own agent `per_task`
+    /// times.
+    async fn round(
+        self: &Arc<Self>,
+        wasm: bool,
+        level: usize,
+        per_task: usize,
+    ) -> Result<Round, HostError> {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..level {
+            let bench = self.clone();
+            tasks.spawn(async move {
+                let tenant = format!("tenant-{t}");
+                let agent = &bench.agents[t];
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    bench.sim.set_network_status(agent, "connected");
+                    let began = Instant::now();
+                    if wasm {
+                        bench.wasm_isolate(&tenant, agent).await?;
+                    } else {
+                        bench.native.isolate(&tenant, agent).await?;
+                    }
+                    latencies.push(began.elapsed());
+                }
+                Ok::<_, HostError>(latencies)
+            });
+        }
+        let mut latencies = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let done = done.map_err(|e| fail(&e.to_string()))?;
+            latencies.extend(done?);
+        }
+        Ok(Round {
+            latencies,
+            wall: started.elapsed(),
+        })
+    }
+
+    async fn wasm_isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+        let connection = Connection::new("bench", tokens::ADMIN);
+        let policy = self.policy.clone().tenant(tenant);
+        let outcome = self
+            .runtime
+            .isolate_host(
+                &connection,
+                &HostSelector::AgentId(agent.to_owned()),
+                &ActionOptions {
+                    protected_hosts: Vec::new(),
+                    wait_seconds: 0,
+                },
+                &policy,
+            )
+            .await;
+        match outcome.result {
+            Ok(o) if o.changed => Ok(()),
+            other => Err(HostError::Config(format!(
+                "the benchmark's isolate failed: {other:?}"
+            ))),
+        }
+    }
+
+    /// Instantiation alone, the connector versus an empty component, in the
+    /// same engine with the same per-call store setup.
+    async fn instantiation(&self, iterations: usize) -> Result<Vec<Figure>, HostError> {
+        let engine = self.runtime.engine();
+        // The smallest valid component: the preamble alone.
+        let empty = Component::new(engine, b"\0asm\x0d\0\x01\0")
+            .map_err(|e| HostError::Load(e.to_string()))?;
+        let empty = Linker::<()>::new(engine)
+            .instantiate_pre(&empty)
+            .map_err(|e| HostError::Load(e.to_string()))?;
+        let policy = Arc::new(self.policy.clone());
+        let (mut connector, mut baseline) = (Vec::new(), Vec::new());
+        for _ in 0..iterations {
+            let began = Instant::now();
+            self.runtime.instantiate_only(policy.clone()).await?;
+            connector.push(began.elapsed());
+            let began = Instant::now();
+            let mut store = Store::new(engine, ());
+            empty
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| HostError::Instantiate(e.to_string()))?;
+            drop(store);
+            baseline.push(began.elapsed());
+        }
+        connector.sort();
+        baseline.sort();
+        let (c, b) = (percentile(&connector, 50), percentile(&baseline, 50));
+        Ok(vec![
+            Figure::new("instantiate_connector", c, "us"),
+            Figure::new("instantiate_empty", b, "us"),
+            Figure::new("instantiate_ratio", c / b, "ratio").at_most(1.5),
+        ])
+    }
+
+    /// Resident memory per in-flight instance: `count` calls held open on
+    /// a stalled console, against the resident size just before.
+    async fn memory(self: &Arc<Self>, count: usize) -> Result<Vec<Figure>, HostError> {
+        let connection = Connection::new("bench", tokens::STALL);
+        let policy = self.policy.clone().http_timeout(Duration::from_secs(2));
+        let before = resident_bytes();
+        let mut calls = tokio::task::JoinSet::new();
+        for t in 0..count {
+            let (bench, connection) = (self.clone(), connection.clone());
+            let policy = policy.clone().tenant(&format!("tenant-{t}"));
+            calls.spawn(async move {
+                let outcome = bench
+                    .runtime
+                    .validate_connection(&connection, &policy)
+                    .await;
+                outcome.memory_bytes
+            });
+        }
+        // Every call is now blocked on the stalled console, mid-request.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let during = resident_bytes();
+        let mut peak = 0;
+        while let Some(done) = calls.join_next().await {
+            peak = peak.max(done.map_err(|e| fail(&e.to_string()))?);
+        }
+        let per_instance = during.saturating_sub(before) as f64 / count as f64 / 1024.0;
+        Ok(vec![
+            Figure::new("resident_per_instance", per_instance, "KiB").at_most(256.0),
+            Figure::new("linear_memory_per_instance", peak as f64 / 1024.0, "KiB"),
+        ])
+    }
+}
+
+/// The connector's `isolate-host` sequence for an agent id, in plain Rust
+/// over the same HTTP client and keep-alive pools.
+struct Native {
+    pools: Arc<Pools>,
+    addr: std::net::SocketAddr,
+}
+
+impl Native {
+    async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+        let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200");
+        let found = self.send(tenant, "GET", &list, None).await?;
+        let state = |v: &Value| v["data"][0]["networkStatus"].as_str().map(str::to_owned);
+        if state(&found).as_deref() != Some("connected") || found["data"][0]["id"] != agent {
+            return Err(fail("the agent is not connected"));
+        }
+        let body = json!({"filter": {"ids": [agent]}, "data": {}}).to_string();
+        let path = "/web/api/v2.1/agents/actions/disconnect";
+        let posted = self.send(tenant, "POST", path, Some(body)).await?;
+        if posted["data"]["affected"].as_u64() != Some(1) {
+            return Err(fail("nothing was affected"));
+        }
+        let after = self.send(tenant, "GET", &list, None).await?;
+        state(&after)
+            .map(drop)
+            .ok_or_else(|| fail("no state read back"))
+    }
+
+    async fn send(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Value, HostError> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{HOST}{path}"))
+            .header("host", HOST)
+            .header("authorization", format!("ApiToken {}", tokens::ADMIN))
+            .header("accept", "application/json")
+            .header("user-agent", "soar-sentinelone-connector/0.1.0");
+        if let Some(b) = &body {
+            request = request
+                .header("content-type", "application/json")
+                .header("content-length", b.len());
+        }
+        let body: WasiBody = Full::new(Bytes::from(body.unwrap_or_default()))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = request.body(body).map_err(|e| fail(&e.to_string()))?;
+        let timeout = Some(Duration::from_secs(30));
+        let options = RequestOptions {
+            connect_timeout: timeout,
+            first_byte_timeout: timeout,
+            between_bytes_timeout: timeout,
+        };
+        let key = PoolKey::new(Arc::from(tenant), HOST, Target::Loopback(self.addr));
+        let (response, _io) = crate::connect::send(&self.pools, key, request, options)
+            .await
+            .map_err(|e| fail(&e.to_string()))?;
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(&e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| fail(&e.to_string()))
+    }
+}
+
+fn fail(why: &str) -> HostError {
+    HostError::Config(format!("the benchmark's native client failed: {why}"))
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
+    sorted[index].as_secs_f64() * 1e6
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
