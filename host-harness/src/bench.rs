@@ -2,7 +2,7 @@
 //! process: `connector-host bench` prints these figures.
 //!
 //! Both sides run against the same in-process simulator on loopback, through
-//! the same HTTP client and keep-alive pools ([`crate::connect`]). The
+//! the same HTTP client and keep-alive pools as the runtime. The
 //! native side is a hand-written Rust client doing the connector's exact
 //! `isolate-host` request sequence for an agent id: list the agent, POST the
 //! disconnect, read the agent back. The wasm side is the real connector in a

@@ -19,9 +19,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`Runtime`] compiles the component once and instantiates it per call.
+//! - [`Runtime`] compiles the component once and instantiates it per call
+//!   from wasmtime's pooling allocator, behind a semaphore, with keep-alive
+//!   connections pooled per tenant and destination.
 //! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
-//!   timeouts, body caps, memory and a deadline.
+//!   timeouts, body caps, memory, CPU, request count and a deadline.
+//! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
 //! - Every request yields an [`AuditRecord`], with the token redacted.
 //! - [`simulator`] is a SentinelOne Management API simulator for demos and tests.
 
