@@ -168,3 +168,14 @@ async fn an_abandoned_response_does_not_leave_its_connection_for_reuse() {
     validate_as(&runtime, &sim, "acme").await;
     assert_eq!(sim.connections_accepted(), 2);
 }
+
+#[tokio::test]
+async fn another_version_loads_into_the_same_engine() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let other = runtime
+        .load_version(connector_host::HOSTILE_COMPONENT)
+        .unwrap();
+    assert!(wasmtime::Engine::same(runtime.engine(), other.engine()));
+    assert_eq!(other.describe().await.unwrap().id, "hostile");
+    assert_eq!(runtime.describe().await.unwrap().id, "sentinelone");
+}
