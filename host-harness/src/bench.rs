@@ -20,10 +20,10 @@ use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
-use crate::pool::{PoolKey, Pools, Target};
+use crate::pool::{PoolKey, Pools};
 use crate::simulator::{Simulator, tokens};
 use crate::{
-    ActionOptions, CallPolicy, Connection, EgressPolicy, HostError, HostSelector, Runtime,
+    ActionOptions, CallPolicy, Connection, EgressPolicy, HostError, HostSelector, Route, Runtime,
     RuntimeConfig,
 };
 
@@ -393,7 +393,8 @@ impl Native {
             first_byte_timeout: timeout,
             between_bytes_timeout: timeout,
         };
-        let key = PoolKey::new(Arc::from(tenant), HOST, Target::Loopback(self.addr));
+        let route = Route::Loopback(self.addr);
+        let key = PoolKey::new(Arc::from(tenant), HOST.to_owned(), route);
         let (response, _io) = crate::connect::send(&self.pools, key, request, options)
             .await
             .map_err(|e| fail(&e.to_string()))?;

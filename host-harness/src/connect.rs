@@ -25,7 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::pool::{PoolKey, Pools, Target};
+use crate::policy::Route;
+use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
@@ -187,9 +188,9 @@ fn origin_form(mut request: http::Request<WasiBody>) -> Result<http::Request<Was
 /// vetting the name first, then TLS verified against it, unless the key is
 /// an explicit loopback test route.
 async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>, HttpError> {
-    let addr = match key.target() {
-        Target::Loopback(addr) => addr,
-        Target::Tls(port) => resolve(key.host(), port).await?,
+    let addr = match key.route() {
+        Route::Loopback(addr) => addr,
+        Route::Direct => resolve(key.host(), 443).await?,
     };
     let tcp = timeout(limit, TcpStream::connect(addr))
         .await
@@ -198,8 +199,8 @@ async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>
     // Requests are small and written whole; waiting to coalesce them only
     // adds latency.
     let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = match key.target() {
-        Target::Tls(_) => {
+    let stream: Box<dyn Io> = match key.route() {
+        Route::Direct => {
             let server = rustls::pki_types::ServerName::try_from(key.host().to_owned())?;
             let tls = timeout(limit, tls().connect(server, tcp))
                 .await
@@ -207,7 +208,7 @@ async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>
                 .map_err(HttpError::Tls)?;
             Box::new(tls)
         }
-        Target::Loopback(_) => Box::new(tcp),
+        Route::Loopback(_) => Box::new(tcp),
     };
     let (sender, conn) = timeout(
         limit,

@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::audit::{AuditLog, AuditRecord, millis, redact_path};
-use crate::policy::{CallPolicy, Route};
-use crate::pool::{PoolKey, Pools, Target};
+use crate::policy::CallPolicy;
+use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
@@ -101,8 +101,8 @@ impl WasiHttpHooks for PolicyHooks {
         }
         let mut record = audit_record(&request, self.secret.as_deref(), "pending".into());
         let uri = request.uri();
-        let route = match self.policy.egress.route(uri) {
-            Ok(route) => route,
+        let (host, route) = match self.policy.egress.decide(uri) {
+            Ok(decided) => decided,
             Err(why) => {
                 record.outcome = format!("denied: {why}");
                 trace(&record);
@@ -112,18 +112,7 @@ impl WasiHttpHooks for PolicyHooks {
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let target = match route {
-            // An explicit test route: plain HTTP to the loopback address given.
-            Route::Loopback(addr) => Target::Loopback(addr),
-            // Resolve, refuse forbidden addresses, connect to the vetted one.
-            Route::Direct => Target::Tls(443),
-        };
-        let key = PoolKey::new(self.tenant.clone(), &host, target);
+        let key = PoolKey::new(self.tenant.clone(), host, route);
         let request = cap_request_body(
             request,
             self.policy.max_request_bytes,

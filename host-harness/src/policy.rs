@@ -29,7 +29,7 @@ impl Default for EgressPolicy {
 }
 
 /// How an allowed request is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     /// Over HTTPS to the named host, as asked.
     Direct,
@@ -109,6 +109,12 @@ impl EgressPolicy {
     /// Decides on a request URI: HTTPS on the default port, to an allowed
     /// domain. Returns how to deliver it, or why it is refused.
     pub fn route(&self, uri: &http::Uri) -> Result<Route, String> {
+        self.decide(uri).map(|(_, route)| route)
+    }
+
+    /// Like [`EgressPolicy::route`], also returning the host the decision
+    /// was made on: lower-cased, without a trailing dot.
+    pub(crate) fn decide(&self, uri: &http::Uri) -> Result<(String, Route), String> {
         if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
             return Err("only https is allowed".into());
         }
@@ -129,10 +135,11 @@ impl EgressPolicy {
         if !allowed {
             return Err(format!("{host} is not under an allowed domain"));
         }
-        Ok(match self.connect_to.get(&host) {
+        let route = match self.connect_to.get(&host) {
             Some(addr) => Route::Loopback(*addr),
             None => Route::Direct,
-        })
+        };
+        Ok((host, route))
     }
 }
 

@@ -5,12 +5,13 @@
 //! (TLS session, server-side keep-alive context), and tenants share none.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
 use wasmtime_wasi_http::WasiBody;
+
+use crate::policy::Route;
 
 /// Where a pooled connection goes: the name the guest asked for and how it
 /// was reached.
@@ -18,24 +19,15 @@ use wasmtime_wasi_http::WasiBody;
 pub(crate) struct PoolKey {
     tenant: Arc<str>,
     host: String,
-    target: Target,
-}
-
-/// How a destination is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
-    /// Plain HTTP to an explicit loopback test route.
-    Loopback(SocketAddr),
-    /// TLS to the name on this port, at an address vetted after DNS.
-    Tls(u16),
+    route: Route,
 }
 
 impl PoolKey {
-    pub(crate) fn new(tenant: Arc<str>, host: &str, target: Target) -> PoolKey {
+    pub(crate) fn new(tenant: Arc<str>, host: String, route: Route) -> PoolKey {
         PoolKey {
             tenant,
-            host: host.to_owned(),
-            target,
+            host,
+            route,
         }
     }
 
@@ -43,8 +35,8 @@ impl PoolKey {
         &self.host
     }
 
-    pub(crate) fn target(&self) -> Target {
-        self.target
+    pub(crate) fn route(&self) -> Route {
+        self.route
     }
 }
 
