@@ -203,9 +203,18 @@ pub fn fetch<T: Transport>(
         .unwrap_or_default();
     let mut threats = Vec::new();
     let mut delivered: Vec<(String, i64)> = Vec::new();
-    for raw in items {
+    for (n, raw) in items.into_iter().enumerate() {
         let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         let threat = threat_from(&value, raw.get());
+        // Without an id a record can be neither deduplicated nor acted on.
+        if !value.is_object() || threat.id.is_empty() {
+            warnings.push(format!(
+                "Item {} of the threats page is not a threat with an id ({}); it was skipped.",
+                n + 1,
+                body::summarize(raw.get().as_bytes())
+            ));
+            continue;
+        }
         let version = threat.updated_at.as_deref().and_then(parse_rfc3339_micros);
         match version {
             Some(at)
@@ -437,6 +446,28 @@ mod tests {
                 .contains("updatedAt__gte=2026-05-27T20"),
             "watermark unchanged"
         );
+    }
+
+    #[test]
+    fn items_that_are_not_threats_with_an_id_are_skipped_with_a_warning() {
+        let mut no_id = threat("", "2026-05-28T10:00:00Z");
+        no_id["threatInfo"]["threatId"] = Value::Null;
+        let body = page(
+            &[
+                Value::from("junk"),
+                no_id,
+                serde_json::json!([[1]]),
+                threat("7", "2026-05-28T10:00:00Z"),
+            ],
+            None,
+        );
+        let mut t = Scripted::default().reply(200, &body);
+        let p = fetch_with(&mut t, None).unwrap();
+        let ids: Vec<&str> = p.threats.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["7"]);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("Item 1 of the threats page"));
+        assert!(p.warnings[2].starts_with("Item 3 of the threats page"));
     }
 
     #[test]

@@ -232,6 +232,32 @@ async fn malformed_json_is_upstream() {
     assert!(err.message().contains("not the expected JSON"), "{err:?}");
 }
 
+/// serde_json stops at 128 levels; the guest's shadow stack must hold that
+/// many, so hostile nesting is a typed error, never a stack-overflow trap.
+#[tokio::test]
+async fn deeply_nested_json_is_upstream_not_a_trap() {
+    let sim = Simulator::start().await.unwrap();
+    let err = connector_error(validate(&sim, tokens::DEEP_JSON).await);
+    assert_eq!(err.kind(), "upstream");
+    assert!(err.message().contains("not the expected JSON"), "{err:?}");
+
+    let conn = connection(CONSOLE, tokens::DEEP_JSON);
+    let selector = connector_host::HostSelector::Hostname("HR-LT-0007".into());
+    let host = runtime().get_host(&conn, &selector, &policy(&sim)).await;
+    assert_eq!(connector_error(host).kind(), "upstream");
+    let options = connector_host::FetchOptions {
+        page_size: 10,
+        lookback_seconds: None,
+    };
+    let page = runtime()
+        .fetch_threats(&conn, None, &options, &policy(&sim))
+        .await
+        .result
+        .expect("a page whose one item is junk");
+    assert!(page.threats.is_empty());
+    assert!(page.warnings[0].contains("not a threat with an id"));
+}
+
 #[tokio::test]
 async fn oversized_body_is_cut_off_by_the_host_cap_and_by_the_guest_cap() {
     let sim = Simulator::start().await.unwrap();

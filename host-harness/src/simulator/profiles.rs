@@ -26,6 +26,8 @@ pub mod tokens {
     pub const SERVER_ERROR: &str = "sim-500-text-8e2f50";
     /// Admin; every request answers 200 with truncated JSON.
     pub const MALFORMED: &str = "sim-malformed-1c7d9e";
+    /// Admin; every request answers 200 with JSON nested 100,000 levels deep.
+    pub const DEEP_JSON: &str = "sim-deep-json-3f81c5";
     /// Admin; every request answers 200 with a 12 MiB body.
     pub const OVERSIZED: &str = "sim-oversized-6a0b3f";
     /// Admin; requests never get an answer.
@@ -67,6 +69,8 @@ pub enum FaultKind {
     PlainTextError,
     /// 200 with a JSON body cut short.
     MalformedJson,
+    /// 200 with JSON arrays nested this many levels deep.
+    DeeplyNested(usize),
     /// 200 with a body of this many bytes.
     Oversized(usize),
     /// No answer: the request hangs until the client gives up.
@@ -266,6 +270,10 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
         (
             MALFORMED,
             TokenProfile::admin("malformed").fault(Fault::always(FaultKind::MalformedJson)),
+        ),
+        (
+            DEEP_JSON,
+            TokenProfile::admin("deep-json").fault(Fault::always(FaultKind::DeeplyNested(100_000))),
         ),
         (
             OVERSIZED,

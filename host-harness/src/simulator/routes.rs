@@ -142,6 +142,10 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             "application/json",
             Bytes::from_static(b"{\"data\": [{\"id\": \"12"),
         ),
+        FaultKind::DeeplyNested(depth) => {
+            let body = format!("{{\"data\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+            raw(StatusCode::OK, "application/json", Bytes::from(body))
+        }
         FaultKind::Oversized(n) => {
             let mut body = Vec::with_capacity(n);
             body.extend_from_slice(b"{\"data\":\"");
