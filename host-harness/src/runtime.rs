@@ -243,6 +243,13 @@ pub struct RuntimeConfig {
     pub max_idle_connections: usize,
     /// How long an idle connection is kept for reuse. Default 30 s.
     pub idle_connection_timeout: Duration,
+    /// Bytes of each pool slot's linear memory (and tables) that are zeroed
+    /// in place after a call and stay resident, instead of being handed
+    /// back to the kernel. The next instance in that slot then takes no
+    /// page faults there. Costs up to this much resident memory per slot
+    /// once used (`max_concurrent_calls` slots). Default 256 KiB, which
+    /// covers this connector's whole memory on every call it makes.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -254,6 +261,7 @@ impl Default for RuntimeConfig {
             max_idle_connections_per_destination: 8,
             max_idle_connections: 1024,
             idle_connection_timeout: Duration::from_secs(30),
+            keep_resident_bytes: 256 << 10,
         }
     }
 }
@@ -275,6 +283,13 @@ impl RuntimeConfig {
     /// (0: a new connection for every request).
     pub fn max_idle_connections_per_destination(mut self, connections: usize) -> Self {
         self.max_idle_connections_per_destination = connections;
+        self
+    }
+
+    /// Sets how much of each slot's memory stays resident between calls
+    /// (0: all of it is returned to the kernel after every call).
+    pub fn keep_resident_bytes(mut self, bytes: usize) -> Self {
+        self.keep_resident_bytes = bytes;
         self
     }
 
@@ -302,13 +317,19 @@ impl RuntimeConfig {
             .max_memory_size(self.max_memory_per_instance)
             .max_core_instances_per_component(8)
             .max_memories_per_component(2)
-            .max_tables_per_component(4);
+            .max_tables_per_component(4)
+            .linear_memory_keep_resident(self.keep_resident_bytes)
+            .table_keep_resident(self.keep_resident_bytes);
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .parallel_compilation(true)
             .wasm_component_model(true)
             .epoch_interruption(true);
+        if std::env::var_os("CONNECTOR_HOST_PERFMAP").is_some() {
+            // Names guest functions in `perf report`; see the README.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
         start_epoch_ticker(&engine)?;
         Ok(engine)
