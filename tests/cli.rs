@@ -423,6 +423,7 @@ async fn bench_prints_every_figure_as_json() {
         "wasm_throughput_c16",
         "native_throughput_c16",
         "instantiate_ratio",
+        "instantiate_ratio_same_world",
         "resident_per_instance",
         "linear_memory_per_instance",
         "component_size",

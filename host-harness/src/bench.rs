@@ -125,15 +125,12 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Figure>, HostError> {
         sim,
         agents,
     });
-    // Memory first: no call has run yet, so no pool slot is resident and
-    // every page an in-flight instance touches shows up in the figure.
-    let memory = bench.memory(max_level.min(256)).await?;
     let mut figures = Vec::new();
     for &level in options.levels {
         figures.extend(bench.compare(level, options).await?);
     }
     figures.extend(bench.instantiation(options.calls.max(200) * 5).await?);
-    figures.extend(memory);
+    figures.extend(bench.memory(max_level.min(256)).await?);
     figures.push(
         Figure::new("component_size", crate::COMPONENT.len() as f64, "bytes").at_most(200_000.0),
     );
@@ -273,9 +270,13 @@ impl Bench {
     }
 
     /// Instantiation alone, the connector versus an empty component, in the
-    /// same engine with the same per-call store setup.
+    /// same engine with the same per-call store setup. For context, also
+    /// versus a component of the same world whose functions do next to
+    /// nothing (the hostile test connector): what any Rust connector with
+    /// these imports costs.
     async fn instantiation(&self, iterations: usize) -> Result<Vec<Figure>, HostError> {
         let engine = self.runtime.engine();
+        let same_world = self.runtime.load_version(crate::HOSTILE_COMPONENT)?;
         // The smallest valid component: the preamble alone.
         let empty = Component::new(engine, b"\0asm\x0d\0\x01\0")
             .map_err(|e| HostError::Load(e.to_string()))?;
@@ -283,11 +284,14 @@ impl Bench {
             .instantiate_pre(&empty)
             .map_err(|e| HostError::Load(e.to_string()))?;
         let policy = Arc::new(self.policy.clone());
-        let (mut connector, mut baseline) = (Vec::new(), Vec::new());
+        let (mut connector, mut baseline, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..iterations {
             let began = Instant::now();
             self.runtime.instantiate_only(policy.clone()).await?;
             connector.push(began.elapsed());
+            let began = Instant::now();
+            same_world.instantiate_only(policy.clone()).await?;
+            minimal.push(began.elapsed());
             let began = Instant::now();
             let mut store = Store::new(engine, ());
             empty
@@ -299,29 +303,34 @@ impl Bench {
         }
         connector.sort();
         baseline.sort();
+        minimal.sort();
         let (c, b) = (percentile(&connector, 50), percentile(&baseline, 50));
+        let m = percentile(&minimal, 50);
         Ok(vec![
             Figure::new("instantiate_connector", c, "us"),
             Figure::new("instantiate_empty", b, "us"),
             Figure::new("instantiate_ratio", c / b, "ratio").at_most(1.5),
+            Figure::new("instantiate_same_world", m, "us"),
+            Figure::new("instantiate_ratio_same_world", c / m, "ratio"),
         ])
     }
 
     /// Resident memory per in-flight instance: `count` calls held open on
-    /// a stalled console, against the resident size just before.
+    /// a stalled console, against the resident size just before. A fresh
+    /// runtime, so no pool slot is resident yet (kept-resident slots of
+    /// the earlier rounds would hide in the baseline).
     async fn memory(self: &Arc<Self>, count: usize) -> Result<Vec<Figure>, HostError> {
+        let config = RuntimeConfig::default().max_concurrent_calls(count);
+        let runtime = Arc::new(Runtime::with_config(crate::COMPONENT, config)?);
         let connection = Connection::new("bench", tokens::STALL);
         let policy = self.policy.clone().http_timeout(Duration::from_secs(2));
         let before = resident_bytes();
         let mut calls = tokio::task::JoinSet::new();
         for t in 0..count {
-            let (bench, connection) = (self.clone(), connection.clone());
+            let (runtime, connection) = (runtime.clone(), connection.clone());
             let policy = policy.clone().tenant(&format!("tenant-{t}"));
             calls.spawn(async move {
-                let outcome = bench
-                    .runtime
-                    .validate_connection(&connection, &policy)
-                    .await;
+                let outcome = runtime.validate_connection(&connection, &policy).await;
                 outcome.memory_bytes
             });
         }
