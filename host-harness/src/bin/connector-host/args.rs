@@ -50,6 +50,10 @@ pub enum Command {
         /// A seconds-long run that checks every figure is produced.
         #[arg(long)]
         quick: bool,
+        /// Run everything (both sides and the simulator) on one thread,
+        /// with no cross-thread wake-ups: the figures then count CPU work.
+        #[arg(long)]
+        current_thread: bool,
     },
     /// Serve the SentinelOne simulator on 127.0.0.1 for manual use.
     Simulate {

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let printer = Printer { json: cli.json };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match executor(&cli.command) {
         Ok(rt) => rt,
         Err(e) => {
             return printer.usage(&UsageError(format!("cannot start the async runtime: {e}")));
@@ -37,10 +37,23 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli, printer))
 }
 
+/// A multi-threaded executor, unless the benchmark asks for one thread.
+fn executor(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    match command {
+        Command::Bench {
+            current_thread: true,
+            ..
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    }
+}
+
 async fn run(cli: Cli, printer: Printer) -> ExitCode {
     match cli.command {
         Command::Simulate { port } => return simulate(port, printer).await,
-        Command::Bench { quick } => return bench::run(quick, printer).await,
+        Command::Bench { quick, .. } => return bench::run(quick, printer).await,
         _ => {}
     }
     let connector = match load(&cli) {
