@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use connector_host::simulator::{Simulator, tokens};
-use connector_host::{CallError, CallPolicy, HostError, Outcome, Runtime};
+use connector_host::{CallError, CallPolicy, HostError, Outcome, Runtime, RuntimeConfig};
 use support::*;
 
 fn hostile() -> &'static Runtime {
@@ -129,8 +129,15 @@ async fn a_panic_is_a_trap() {
 
 #[tokio::test]
 async fn no_state_survives_between_calls() {
+    // One call slot, so every call reuses the memory slot of the last.
+    let config = RuntimeConfig::default().max_concurrent_calls(1);
+    let runtime = Runtime::with_config(connector_host::HOSTILE_COMPONENT, config).unwrap();
     for _ in 0..5 {
-        let report = misbehave("state", &CallPolicy::default())
+        let report = runtime
+            .validate_connection(
+                &connection("state", "hostile-token"),
+                &CallPolicy::default(),
+            )
             .await
             .result
             .unwrap();
@@ -139,6 +146,9 @@ async fn no_state_survives_between_calls() {
             Some("1"),
             "each call runs in a fresh instance"
         );
+        // The slot is kept resident, yet none of the 4,608 marks the
+        // previous call left on its heap and stack is visible.
+        assert_eq!(report.role.as_deref(), Some("residue 0, then 4608"));
     }
 }
 

@@ -8,7 +8,10 @@
 //! - `flood`: sends 10,000 requests (request cap);
 //! - `trap`: panics;
 //! - `state`: counts calls in a global, reported as `user` (a fresh
-//!   instance per call always reports 1);
+//!   instance per call always reports 1), and counts the marks an earlier
+//!   call left in linear memory before leaving its own on the heap and the
+//!   shadow stack, reported as `role` (`residue 0, then 4608` unless
+//!   memory leaks between calls);
 //! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
 //!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
@@ -48,6 +51,32 @@ fn refuse<T>() -> Result<T, t::ConnectorError> {
     Err(t::ConnectorError::Upstream(
         "not implemented by the hostile connector".into(),
     ))
+}
+
+/// Written to the heap and the shadow stack by `state`. An immediate in the
+/// code, so it is in linear memory only where a call wrote it.
+const MARK: u64 = 0x5EC2_E75E_C2E7_0DD1;
+
+/// Words of linear memory holding [`MARK`], from just above address 0 to
+/// the end of memory.
+fn residue() -> usize {
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    (8..end)
+        .step_by(8)
+        // SAFETY: every address below `memory_size` is readable in wasm;
+        // the read is volatile so it is not reasoned about or elided.
+        .filter(|&addr| unsafe { core::ptr::read_volatile(addr as *const u64) } == MARK)
+        .count()
+}
+
+fn leave_residue() {
+    // Through black_box, so the marks are stored, not copied from a
+    // constant in the data segment.
+    let mark = std::hint::black_box(MARK);
+    std::mem::forget(vec![mark; 4096]);
+    let mut stack = [0u64; 512];
+    stack.fill(mark);
+    std::hint::black_box(&stack);
 }
 
 /// Unbounded on purpose: the host must stop it.
@@ -122,7 +151,13 @@ impl c::Guest for Hostile {
     fn validate_connection(conn: t::Connection) -> Result<c::ConnectionReport, t::ConnectorError> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         let mut user = calls.to_string();
+        let mut role = None;
         match conn.management_host.as_str() {
+            "state" => {
+                let before = residue();
+                leave_residue();
+                role = Some(format!("residue {before}, then {}", residue()));
+            }
             "spin" => {
                 let mut x = 0u64;
                 loop {
@@ -157,7 +192,7 @@ impl c::Guest for Hostile {
             token_expires_at: None,
             token_days_left: None,
             user: Some(user),
-            role: None,
+            role,
             scope: None,
             permissions: vec![],
             warnings: vec![],
