@@ -42,7 +42,7 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// The full run behind the README's figures (about a minute here).
+    /// The full run behind the README's figures (about 15 s here).
     pub const FULL: BenchOptions = BenchOptions {
         calls: 400,
         rounds: 5,
