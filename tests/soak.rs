@@ -13,16 +13,11 @@ use support::*;
 use tokio::task::JoinSet;
 
 /// How far resident memory may drift above the baseline after the run,
-/// beyond what the pool keeps resident by design ([`pool_resident_bound`]).
+/// beyond what the pool keeps resident by design: slots the warm-up did not
+/// reach may become resident later (`RuntimeConfig::max_resident_bytes`).
 /// Allocator caches and the tokio/hyper pools legitimately keep a few MiB;
 /// a leak of even 1 KiB per call would show as 10 MiB.
 const TOLERANCE: u64 = 8 << 20;
-
-/// Slots the warm-up did not reach may become resident later: at most
-/// `keep_resident_bytes` of each linear memory slot (two per call slot).
-fn pool_resident_bound(config: &RuntimeConfig) -> u64 {
-    (config.keep_resident_bytes * config.max_concurrent_calls * 2) as u64
-}
 
 const CALLS: usize = 10_000;
 
@@ -88,7 +83,7 @@ async fn run(runtime: &Arc<Runtime>, sim: &Simulator, range: std::ops::Range<usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_calls_leave_memory_at_its_baseline() {
     let config = RuntimeConfig::default().max_concurrent_calls(8);
-    let bound = TOLERANCE + pool_resident_bound(&config);
+    let bound = TOLERANCE + config.max_resident_bytes() as u64;
     let runtime =
         Arc::new(Runtime::with_config(connector_host::HOSTILE_COMPONENT, config).unwrap());
     let sim = Simulator::start().await.unwrap();

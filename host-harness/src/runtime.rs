@@ -246,9 +246,10 @@ pub struct RuntimeConfig {
     /// Bytes of each pool slot's linear memory (and tables) that are zeroed
     /// in place after a call and stay resident, instead of being handed
     /// back to the kernel. The next instance in that slot then takes no
-    /// page faults there. Costs up to this much resident memory per slot
-    /// once used (`max_concurrent_calls` slots). Default 256 KiB, which
-    /// covers this connector's whole memory on every call it makes.
+    /// page faults there. Costs up to this much resident memory per memory
+    /// slot once used (see [`RuntimeConfig::max_resident_bytes`]). Default
+    /// 256 KiB, which covers this connector's whole memory on every call
+    /// it makes.
     pub keep_resident_bytes: usize,
 }
 
@@ -293,6 +294,19 @@ impl RuntimeConfig {
         self
     }
 
+    /// The most linear memory the pool keeps resident between calls once
+    /// every slot has been used: [`RuntimeConfig::keep_resident_bytes`] for
+    /// each of its memory slots.
+    pub fn max_resident_bytes(&self) -> usize {
+        self.keep_resident_bytes.saturating_mul(self.memory_slots())
+    }
+
+    /// Linear memory slots in the pool: one per call, doubled as a margin
+    /// for other components (see `Runtime::load_version`).
+    fn memory_slots(&self) -> usize {
+        self.max_concurrent_calls.saturating_mul(2)
+    }
+
     pub(crate) fn pool_limits(&self) -> PoolLimits {
         PoolLimits {
             max_idle_per_destination: self.max_idle_connections_per_destination,
@@ -311,7 +325,7 @@ impl RuntimeConfig {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(8))
-            .total_memories(slots.saturating_mul(2))
+            .total_memories(u32::try_from(self.memory_slots()).unwrap_or(u32::MAX))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
             .max_memory_size(self.max_memory_per_instance)
