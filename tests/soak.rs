@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use connector_host::bench::resident_bytes;
 use connector_host::simulator::Simulator;
 use connector_host::{CallError, Runtime, RuntimeConfig};
 use support::*;
@@ -20,12 +21,6 @@ use tokio::task::JoinSet;
 const TOLERANCE: u64 = 8 << 20;
 
 const CALLS: usize = 10_000;
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 /// The hostile behaviour of call `n`, and the host error it must end in.
 fn behaviour(n: usize) -> (&'static str, &'static str) {
@@ -90,9 +85,9 @@ async fn ten_thousand_hostile_calls_leave_memory_at_its_baseline() {
     sim.set_logging(false);
     // Warm up: pool slots, allocator arenas, connection pools, lazy statics.
     run(&runtime, &sim, 1..601).await;
-    let baseline = resident_bytes();
+    let baseline = resident_bytes().expect("Linux /proc");
     run(&runtime, &sim, 601..601 + CALLS).await;
-    let after = resident_bytes();
+    let after = resident_bytes().expect("Linux /proc");
     let growth = after.saturating_sub(baseline);
     println!(
         "resident: baseline {:.1} MiB, after {CALLS} hostile calls {:.1} MiB (+{:.2} MiB, \

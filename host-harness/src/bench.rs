@@ -324,7 +324,7 @@ impl Bench {
         let runtime = Arc::new(Runtime::with_config(crate::COMPONENT, config)?);
         let connection = Connection::new("bench", tokens::STALL);
         let policy = self.policy.clone().http_timeout(Duration::from_secs(2));
-        let before = resident_bytes();
+        let before = resident_bytes().unwrap_or(0);
         let mut calls = tokio::task::JoinSet::new();
         for t in 0..count {
             let (runtime, connection) = (runtime.clone(), connection.clone());
@@ -336,7 +336,7 @@ impl Bench {
         }
         // Every call is now blocked on the stalled console, mid-request.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let during = resident_bytes();
+        let during = resident_bytes().unwrap_or(0);
         let mut peak = 0;
         while let Some(done) = calls.join_next().await {
             peak = peak.max(done.map_err(|e| fail(&e.to_string()))?);
@@ -437,9 +437,11 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn resident_bytes() -> u64 {
+/// This process's resident memory in bytes, from `/proc/self/statm`;
+/// `None` where that is unavailable (not Linux).
+pub fn resident_bytes() -> Option<u64> {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+        .map(|pages| pages * 4096)
 }
