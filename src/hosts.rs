@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::api::{Client, encode_query_value};
 use crate::body;
 use crate::error::{Error, Result};
+use crate::lenient::{Flag, List, Object, Str, Text};
 use crate::transport::{Method, Transport};
 
 /// Largest page asked for; the API refuses more than 1000.
@@ -47,14 +48,16 @@ pub enum NetworkState {
 }
 
 impl NetworkState {
-    fn parse(value: Option<&str>) -> NetworkState {
-        match value.map(str::to_ascii_lowercase).as_deref() {
-            Some("connected") => NetworkState::Connected,
-            Some("disconnecting") => NetworkState::Disconnecting,
-            Some("disconnected") => NetworkState::Disconnected,
-            Some("connecting") => NetworkState::Connecting,
-            _ => NetworkState::Unknown,
-        }
+    fn parse(value: &str) -> NetworkState {
+        [
+            NetworkState::Connected,
+            NetworkState::Disconnecting,
+            NetworkState::Disconnected,
+            NetworkState::Connecting,
+        ]
+        .into_iter()
+        .find(|state| state.as_str().eq_ignore_ascii_case(value))
+        .unwrap_or(NetworkState::Unknown)
     }
 
     /// The console's name for it.
@@ -209,70 +212,130 @@ pub fn normalize_mac(text: &str) -> Option<String> {
     (hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
-/// Reads one agent object leniently; `None` without an id.
-pub fn host_from(agent: &Value) -> Option<Host> {
-    let text = |key: &str| match agent.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    };
-    let flag = |key: &str| match agent.get(key) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    };
-    let agent_id = text("id");
-    if agent_id.is_empty() {
-        return None;
-    }
-    let interfaces = agent.get("networkInterfaces").and_then(Value::as_array);
-    let mut ip_addresses = Vec::new();
-    let mut macs = Vec::new();
-    for iface in interfaces.into_iter().flatten() {
-        for key in ["inet", "inet6"] {
-            let addrs = iface
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten();
-            ip_addresses.extend(addrs.filter_map(Value::as_str).map(str::to_owned));
-        }
-        if let Some(mac) = iface
-            .get("physical")
-            .and_then(Value::as_str)
-            .and_then(normalize_mac)
-        {
-            macs.push(mac);
-        }
-    }
-    let os = match text("osName") {
-        s if s.is_empty() => text("osType"),
-        s => s,
-    };
-    Some(Host {
-        uuid: text("uuid"),
-        hostname: text("computerName"),
-        site: text("siteName"),
-        account: text("accountName"),
-        os,
-        ip_addresses,
-        last_active: Some(text("lastActiveDate")).filter(|s| !s.is_empty()),
-        active: flag("isActive"),
-        network_state: NetworkState::parse(agent.get("networkStatus").and_then(Value::as_str)),
-        macs,
-        decommissioned: flag("isDecommissioned"),
-        agent_id,
-    })
+/// One agent record as the console sent it, read leniently: every field
+/// the connector uses, of whatever type it arrived as; all others skipped.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AgentRecord {
+    id: Text,
+    uuid: Text,
+    computer_name: Text,
+    site_name: Text,
+    account_name: Text,
+    os_name: Text,
+    os_type: Text,
+    last_active_date: Text,
+    is_active: Flag,
+    is_decommissioned: Flag,
+    network_status: Str,
+    network_interfaces: List<Object<Interface>>,
 }
 
-/// Every agent of one `/agents` response body.
-pub fn hosts_in(page: &Value) -> Vec<Host> {
-    page.get("data")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(host_from)
-        .collect()
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Interface {
+    inet: List<Str>,
+    inet6: List<Str>,
+    physical: Str,
+}
+
+impl AgentRecord {
+    /// The host it describes; `None` without an id.
+    pub fn into_host(self) -> Option<Host> {
+        let agent_id = self.id.0;
+        if agent_id.is_empty() {
+            return None;
+        }
+        let mut ip_addresses = Vec::new();
+        let mut macs = Vec::new();
+        for Object(iface) in self.network_interfaces.0 {
+            let addrs = iface.inet.0.into_iter().chain(iface.inet6.0);
+            ip_addresses.extend(addrs.map(|a| a.0).filter(|a| !a.is_empty()));
+            macs.extend(normalize_mac(&iface.physical.0));
+        }
+        let os = match self.os_name.0 {
+            s if s.is_empty() => self.os_type.0,
+            s => s,
+        };
+        let last_active = Some(self.last_active_date.0).filter(|s| !s.is_empty());
+        Some(Host {
+            uuid: self.uuid.0,
+            hostname: self.computer_name.0,
+            site: self.site_name.0,
+            account: self.account_name.0,
+            os,
+            ip_addresses,
+            last_active,
+            active: self.is_active.0,
+            network_state: NetworkState::parse(&self.network_status.0),
+            macs,
+            decommissioned: self.is_decommissioned.0,
+            agent_id,
+        })
+    }
+}
+
+/// One page of `GET /agents`: its agents, and the cursor of the next page.
+///
+/// The body must be an object whose `data` is an array (or absent); any
+/// other shape fails to parse, so it becomes an `upstream` error.
+#[derive(Debug, Default)]
+pub struct AgentPage {
+    /// The page's agents, in order.
+    pub hosts: Vec<Host>,
+    /// Items of `data` that are not agent records with an id.
+    pub unreadable: usize,
+    /// The next page's cursor; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RawPage {
+    data: Option<Vec<Object<AgentRecord>>>,
+    pagination: Object<Pagination>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Pagination {
+    next_cursor: Str,
+}
+
+/// Accepts an object only: `RawPage`'s derived impl would also take an array.
+struct PageVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PageVisitor {
+    type Value = RawPage;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an agent list object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        map: A,
+    ) -> std::result::Result<RawPage, A::Error> {
+        RawPage::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentPage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = d.deserialize_map(PageVisitor)?;
+        let items = raw.data.unwrap_or_default();
+        let count = items.len();
+        let hosts: Vec<Host> = items
+            .into_iter()
+            .filter_map(|Object(a)| a.into_host())
+            .collect();
+        let cursor = raw.pagination.0.next_cursor.0;
+        Ok(AgentPage {
+            unreadable: count - hosts.len(),
+            hosts,
+            next_cursor: Some(cursor).filter(|c| !c.is_empty()),
+        })
+    }
 }
 
 /// Finds exactly one live agent for `selector`.
@@ -321,13 +384,20 @@ fn list<T: Transport>(client: &mut Client<'_, T>, filter: &str) -> Result<Vec<Ho
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={}", encode_query_value(c)));
         }
-        let page: Value = client.read_json(Method::Get, &path, None, Some("Endpoints.view"))?;
-        hosts.extend(hosts_in(&page));
-        cursor = page
-            .pointer("/pagination/nextCursor")
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
+        let page: AgentPage = client.read_json(Method::Get, &path, None, Some("Endpoints.view"))?;
+        if page.unreadable > 0 {
+            // An unreadable record could be the very agent the selector
+            // names, or a second one: acting on the rest could pick the
+            // wrong machine.
+            return Err(Error::Upstream(format!(
+                "The console's agent list held {} item(s) that are not agent records with an \
+                 id, so the search could not be trusted and nothing was done. A proxy or an \
+                 incompatible console version can cause this.",
+                page.unreadable
+            )));
+        }
+        hosts.extend(page.hosts);
+        cursor = page.next_cursor;
         if cursor.is_none() {
             return Ok(hosts);
         }
@@ -342,11 +412,21 @@ fn list<T: Transport>(client: &mut Client<'_, T>, filter: &str) -> Result<Vec<Ho
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::Console;
+    use crate::token::ApiToken;
+    use crate::transport::testing::Scripted;
 
-    fn agent(id: &str, name: &str, ip: &str, mac: &str) -> Value {
+    fn agent(id: &str, name: &str, ip: &str, mac: &str) -> serde_json::Value {
         serde_json::json!({"id": id, "computerName": name, "isActive": true, "isDecommissioned": false,
             "networkStatus": "connected",
             "networkInterfaces": [{"inet": [ip], "inet6": ["fe80::1"], "physical": mac}]})
+    }
+
+    fn host_from(agent: &serde_json::Value) -> Option<Host> {
+        let text = agent.to_string();
+        serde_json::from_str::<AgentRecord>(&text)
+            .unwrap()
+            .into_host()
     }
 
     #[test]
@@ -429,6 +509,70 @@ mod tests {
                 .unwrap()
                 .matches(&prefix)
         );
+    }
+
+    fn page(json: &str) -> serde_json::Result<AgentPage> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn agent_pages_read_records_and_cursor() {
+        let p = page(
+            r#"{"data": [{"id": "1", "computerName": "A", "unused": {"x": [1, 2]}},
+                {"id": 2, "computerName": "B"}], "pagination": {"nextCursor": "c2", "totalItems": 9}}"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = p.hosts.iter().map(|h| h.hostname.as_str()).collect();
+        assert_eq!(names, ["A", "B"]);
+        assert_eq!(p.hosts[1].agent_id, "2");
+        assert_eq!((p.unreadable, p.next_cursor.as_deref()), (0, Some("c2")));
+
+        let last = page(r#"{"data": [], "pagination": {"nextCursor": null}}"#).unwrap();
+        assert!(last.hosts.is_empty() && last.next_cursor.is_none());
+        assert!(page(r#"{"pagination": "odd"}"#).unwrap().hosts.is_empty());
+    }
+
+    #[test]
+    fn junk_agent_items_are_counted_and_other_shapes_fail() {
+        let p =
+            page(r#"{"data": [{"id": "1"}, "junk", [[[]]], {"computerName": "no id"}]}"#).unwrap();
+        assert_eq!((p.hosts.len(), p.unreadable), (1, 3));
+        for bad in [
+            r#"[]"#,
+            r#""x""#,
+            r#"{"data": "x"}"#,
+            r#"{"data": {}}"#,
+            r#"{"data": ["#,
+        ] {
+            assert!(page(bad).is_err(), "{bad}");
+        }
+        let twice = r#"{"data": [{"id": "1", "id": "2"}]}"#;
+        assert!(
+            page(twice).is_err(),
+            "a record naming two ids is not trusted"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_stops_the_search() {
+        let mut t = Scripted::default().reply(
+            200,
+            r#"{"data": [{"id": "1", "computerName": "PC-1"}, {"computerName": "PC-1"}]}"#,
+        );
+        let mut client = Client::new(
+            Console::parse("u1-s1").unwrap(),
+            ApiToken::parse("tok-1234").unwrap(),
+            &mut t,
+        );
+        let selector = Selector::parse("hostname", "PC-1").unwrap();
+        let err = resolve(&mut client, &selector).unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert!(
+            err.message()
+                .contains("1 item(s) that are not agent records"),
+            "{err:?}"
+        );
+        assert_eq!(t.sent.len(), 1);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`api`] is the Management API client (retries, error mapping) over the
 //!   [`transport::Transport`] trait;
 //! - [`validate`] implements `validate-connection`;
+//! - [`lenient`] reads console records straight from JSON, tolerating odd
+//!   field types;
 //! - [`hosts`] resolves a host selector to exactly one agent, and
 //!   [`actions`] isolates or releases it;
 //! - [`threats`] pulls threats exactly once per version, resumably.
@@ -25,6 +27,7 @@ pub mod console;
 pub mod error;
 pub mod hosts;
 pub mod info;
+pub mod lenient;
 pub mod retry;
 pub mod threats;
 pub mod time;

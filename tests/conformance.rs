@@ -155,13 +155,16 @@ fn the_429_html_page_from_a_live_tenant_is_summarised_by_its_title() {
 
 #[test]
 fn every_agent_list_parses_into_hosts() {
-    use sentinelone_connector::hosts::{NetworkState, host_from, hosts_in};
+    use sentinelone_connector::hosts::{AgentPage, AgentRecord, NetworkState};
     let Some(dir) = corpus() else {
         eprintln!("S1_CONFORMANCE_DIR is not set; skipping");
         return;
     };
-    let read = |name: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    let bytes = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let hosts_in = |name: &str| {
+        serde_json::from_slice::<AgentPage>(&bytes(name))
+            .unwrap()
+            .hosts
     };
     let cases = [
         (
@@ -186,7 +189,7 @@ fn every_agent_list_parses_into_hosts() {
         ),
     ];
     for (name, count, state) in cases {
-        let hosts = hosts_in(&read(name));
+        let hosts = hosts_in(name);
         assert_eq!(hosts.len(), count, "{name}");
         for h in &hosts {
             assert!(
@@ -198,15 +201,14 @@ fn every_agent_list_parses_into_hosts() {
         }
     }
     // Two agents sharing a hostname: exactly the case `ambiguous` exists for.
-    let multiple = hosts_in(&read(
-        "rapid7-insightconnect/search_agents_multiple.json.resp",
-    ));
+    let multiple = hosts_in("rapid7-insightconnect/search_agents_multiple.json.resp");
     assert_eq!(multiple[0].hostname, multiple[1].hostname);
-    assert!(hosts_in(&read("rapid7-insightconnect/search_agents_empty.json.resp")).is_empty());
+    assert!(hosts_in("rapid7-insightconnect/search_agents_empty.json.resp").is_empty());
 
     // XSOAR's raw agent list: a decommissioned agent with string booleans.
-    let raw = read("xsoar-demisto-content/agents_raw_response.json");
-    let agent = host_from(&raw[0]).unwrap();
+    let raw: Vec<AgentRecord> =
+        serde_json::from_slice(&bytes("xsoar-demisto-content/agents_raw_response.json")).unwrap();
+    let agent = raw.into_iter().next().unwrap().into_host().unwrap();
     assert_eq!(agent.agent_id, "657613730168123595");
     assert_eq!(agent.hostname, "EC2AMAZ-AJ0KANC");
     assert!(agent.decommissioned && !agent.active);

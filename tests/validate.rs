@@ -243,8 +243,9 @@ async fn deeply_nested_json_is_upstream_not_a_trap() {
 
     let conn = connection(CONSOLE, tokens::DEEP_JSON);
     let selector = connector_host::HostSelector::Hostname("HR-LT-0007".into());
-    let host = runtime().get_host(&conn, &selector, &policy(&sim)).await;
-    assert_eq!(connector_error(host).kind(), "upstream");
+    let host = connector_error(runtime().get_host(&conn, &selector, &policy(&sim)).await);
+    assert_eq!(host.kind(), "upstream");
+    assert!(host.message().contains("not agent records"), "{host:?}");
     let options = connector_host::FetchOptions {
         page_size: 10,
         lookback_seconds: None,
