@@ -333,6 +333,26 @@ async fn exit_statuses_and_json_shape() {
     );
 }
 
+/// `connector-host … | head` closes stdout early: the command must finish
+/// its work with its own exit status, not panic on the broken pipe.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    for args in [&["describe"][..], &["describe", "--json"], &["demo"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(binary())
+            .args(args)
+            .env_remove("S1_API_TOKEN")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threats_killed_at_random_points_deliver_each_version_once_to_the_output_file() {
     use std::collections::HashSet;

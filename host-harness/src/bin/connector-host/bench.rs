@@ -22,7 +22,7 @@ pub async fn run(quick: bool, printer: Printer) -> ExitCode {
     if printer.json {
         emit(json!({"ok": true, "figures": figures}));
     } else {
-        print!("{}", table(&figures));
+        out!("{}", table(&figures));
     }
     ExitCode::SUCCESS
 }

@@ -105,8 +105,8 @@ pub async fn run(runtime: &Runtime, printer: Printer) -> ExitCode {
         .expect("the simulator listens on loopback");
     let policy = CallPolicy::with_egress(egress);
     if !printer.json {
-        println!("SentinelOne connector demo: the component runs against a simulated console at");
-        println!("{} (routed to {}).\n", HOST, sim.addr());
+        outln!("SentinelOne connector demo: the component runs against a simulated console at");
+        outln!("{} (routed to {}).\n", HOST, sim.addr());
     }
     let mut steps = Vec::new();
     let mut all_as_expected = true;
@@ -118,9 +118,9 @@ pub async fn run(runtime: &Runtime, printer: Printer) -> ExitCode {
     if printer.json {
         output::emit(json!({"ok": all_as_expected, "result": {"steps": steps}, "requests": []}));
     } else if all_as_expected {
-        println!("Demo complete: every step behaved as expected.");
+        outln!("Demo complete: every step behaved as expected.");
     } else {
-        println!("Demo finished, but a step did not behave as expected (see above).");
+        outln!("Demo finished, but a step did not behave as expected (see above).");
     }
     if all_as_expected {
         ExitCode::SUCCESS
@@ -190,13 +190,13 @@ fn report<T>(
         Err(CallError::Host(e)) => Some(e.kind()),
     };
     if !printer.json {
-        println!("== {} ==", step.title);
+        outln!("== {} ==", step.title);
         match &outcome.result {
-            Ok(value) => print!("{}", to_text(value)),
-            Err(e) => println!("{}", output::error_text(e)),
+            Ok(value) => out!("{}", to_text(value)),
+            Err(e) => outln!("{}", output::error_text(e)),
         }
-        print!("{}", output::requests_text(&outcome.requests));
-        println!();
+        out!("{}", output::requests_text(&outcome.requests));
+        outln!();
     }
     let value = match &outcome.result {
         Ok(v) => {

@@ -3,6 +3,24 @@
 //! Exit status: 0 success, 1 the connector (or the host running it) reported
 //! an error, 2 usage error.
 
+/// `print!` that keeps going when stdout's reader has gone (`| head`):
+/// the command's work and exit status must not depend on who reads.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!`, in the same way as [`out!`].
+macro_rules! outln {
+    () => {
+        out!("\n")
+    };
+    ($($arg:tt)*) => {
+        out!("{}\n", format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod bench;
 mod demo;
@@ -121,39 +139,39 @@ async fn simulate(port: u16, printer: Printer) -> ExitCode {
         Err(e) => return printer.usage(&UsageError(format!("cannot listen on {addr}: {e}"))),
     };
     let addr = sim.addr();
-    println!("SentinelOne simulator listening on http://{addr} (Ctrl-C to stop)");
-    println!(
+    outln!("SentinelOne simulator listening on http://{addr} (Ctrl-C to stop)");
+    outln!(
         "Tokens: admin {} · viewer {} · expiring {} · expired {}",
         tokens::ADMIN,
         tokens::VIEWER,
         tokens::EXPIRING,
         tokens::EXPIRED
     );
-    println!(
+    outln!(
         "Faults: 429 {} · 500 {} · malformed {} · stall {}",
         tokens::RATE_LIMITED,
         tokens::SERVER_ERROR,
         tokens::MALFORMED,
         tokens::STALL
     );
-    println!(
+    outln!(
         "Action faults: 429 once {} · 500 {} · 500 after acting {} · stall {}",
         tokens::ACTION_RATE_LIMITED_ONCE,
         tokens::ACTION_SERVER_ERROR,
         tokens::ACTION_ERROR_AFTER_APPLYING,
         tokens::ACTION_STALL
     );
-    println!(
+    outln!(
         "Hosts: FIN-LT-0042 (10.0.0.1), FIN-LT-0043 (10.0.0.12), RECEPTION-PC (two agents), \
          ISOLATED-SRV, HR-LT-0007, WAREHOUSE-WS (offline), DC-01 (10.0.0.2)"
     );
-    println!();
-    println!("Try:");
-    println!(
+    outln!();
+    outln!("Try:");
+    outln!(
         "  S1_API_TOKEN={} connector-host validate --console sim --connect-to sim.sentinelone.net={addr}",
         tokens::ADMIN
     );
-    println!(
+    outln!(
         "  S1_API_TOKEN={} connector-host isolate --hostname FIN-LT-0042 --console sim --connect-to sim.sentinelone.net={addr}",
         tokens::ADMIN
     );

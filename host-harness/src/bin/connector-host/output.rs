@@ -22,7 +22,7 @@ impl Printer {
         if self.json {
             emit(json!({"ok": true, "result": info_json(info), "requests": []}));
         } else {
-            print!("{}", describe_text(info));
+            out!("{}", describe_text(info));
         }
         ExitCode::SUCCESS
     }
@@ -42,8 +42,8 @@ impl Printer {
                         json!({"ok": true, "result": to_json(value), "requests": outcome.requests}),
                     );
                 } else {
-                    print!("{}", to_text(value));
-                    print!("{}", requests_text(&outcome.requests));
+                    out!("{}", to_text(value));
+                    out!("{}", requests_text(&outcome.requests));
                 }
                 ExitCode::SUCCESS
             }
@@ -56,7 +56,7 @@ impl Printer {
             emit(json!({"ok": false, "error": error_json(error), "requests": requests}));
         } else {
             eprintln!("{}", error_text(error));
-            print!("{}", requests_text(requests));
+            out!("{}", requests_text(requests));
         }
         ExitCode::from(1)
     }
@@ -73,8 +73,20 @@ impl Printer {
     }
 }
 
+/// Writes to stdout. A reader that went away (`EPIPE`) is not an error of
+/// the command; any other write failure is reported on stderr.
+pub fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(args) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing to stdout failed: {e}");
+        }
+        _ => {}
+    }
+}
+
 pub fn emit(value: Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 pub fn info_json(info: &ConnectorInfo) -> Value {
