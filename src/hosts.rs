@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::api::{Client, encode_query_value};
 use crate::body;
 use crate::error::{Error, Result};
-use crate::lenient::{Flag, List, Object, Str, Text};
+use crate::lenient::{self, Flag, List, Object, Str, Text};
 use crate::transport::{Method, Transport};
 
 /// Largest page asked for; the API refuses more than 1000.
@@ -302,27 +302,10 @@ struct Pagination {
     next_cursor: Str,
 }
 
-/// Accepts an object only: `RawPage`'s derived impl would also take an array.
-struct PageVisitor;
-
-impl<'de> serde::de::Visitor<'de> for PageVisitor {
-    type Value = RawPage;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an agent list object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        map: A,
-    ) -> std::result::Result<RawPage, A::Error> {
-        RawPage::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-    }
-}
-
 impl<'de> Deserialize<'de> for AgentPage {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let raw = d.deserialize_map(PageVisitor)?;
+        // An agent list that is not an object is not an empty list.
+        let raw: RawPage = lenient::object_only(d)?;
         let items = raw.data.unwrap_or_default();
         let count = items.len();
         let hosts: Vec<Host> = items
