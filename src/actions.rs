@@ -284,8 +284,6 @@ fn protected_entry(host: &Host, protected: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Console;
-    use crate::token::ApiToken;
     use crate::transport::TransportError;
     use crate::transport::testing::Scripted;
 
@@ -302,11 +300,7 @@ mod tests {
         direction: Direction,
         protected: &[&str],
     ) -> Result<ActionOutcome> {
-        let mut client = Client::new(
-            Console::parse("u1").unwrap(),
-            ApiToken::parse("tok-12345").unwrap(),
-            t,
-        );
+        let mut client = t.client("u1", "tok-12345");
         let protected: Vec<String> = protected.iter().map(|s| (*s).to_owned()).collect();
         run(
             &mut client,
@@ -442,11 +436,7 @@ mod tests {
             .reply(200, &page("disconnecting"))
             .reply(200, &page("disconnecting"))
             .reply(200, &page("disconnected"));
-        let mut client = Client::new(
-            Console::parse("u1").unwrap(),
-            ApiToken::parse("tok-12345").unwrap(),
-            &mut t,
-        );
+        let mut client = t.client("u1", "tok-12345");
         let selector = Selector::parse("agent-id", "42").unwrap();
         let out = run(
             &mut client,

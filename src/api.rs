@@ -296,11 +296,7 @@ mod tests {
     use std::time::Duration;
 
     fn client(t: &mut Scripted) -> Client<'_, Scripted> {
-        Client::new(
-            Console::parse("u1-s1").unwrap(),
-            ApiToken::parse("tok-1234").unwrap(),
-            t,
-        )
+        t.client("u1-s1", "tok-1234")
     }
 
     fn with_retry_after(status: u16, secs: &str, body: &str) -> Response {

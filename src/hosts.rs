@@ -395,8 +395,6 @@ fn list<T: Transport>(client: &mut Client<'_, T>, filter: &str) -> Result<Vec<Ho
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Console;
-    use crate::token::ApiToken;
     use crate::transport::testing::Scripted;
 
     fn agent(id: &str, name: &str, ip: &str, mac: &str) -> serde_json::Value {
@@ -542,11 +540,7 @@ mod tests {
             200,
             r#"{"data": [{"id": "1", "computerName": "PC-1"}, {"computerName": "PC-1"}]}"#,
         );
-        let mut client = Client::new(
-            Console::parse("u1-s1").unwrap(),
-            ApiToken::parse("tok-1234").unwrap(),
-            &mut t,
-        );
+        let mut client = t.client("u1-s1", "tok-1234");
         let selector = Selector::parse("hostname", "PC-1").unwrap();
         let err = resolve(&mut client, &selector).unwrap_err();
         assert_eq!(err.kind(), "upstream");

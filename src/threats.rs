@@ -314,8 +314,6 @@ pub fn threat_from(value: &Value, raw: &str) -> Threat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Console;
-    use crate::token::ApiToken;
     use crate::transport::testing::Scripted;
 
     const NOW: i64 = 1_780_000_000_000_000;
@@ -331,11 +329,7 @@ mod tests {
     }
 
     fn fetch_with(t: &mut Scripted, checkpoint: Option<&str>) -> Result<ThreatPage> {
-        let mut client = Client::new(
-            Console::parse("u1").unwrap(),
-            ApiToken::parse("tok-12345").unwrap(),
-            t,
-        );
+        let mut client = t.client("u1", "tok-12345");
         fetch(
             &mut client,
             checkpoint,
@@ -508,11 +502,7 @@ mod tests {
                 .contains("belongs to the console other.sentinelone.net"),
             "{err}"
         );
-        let mut client = Client::new(
-            Console::parse("u1").unwrap(),
-            ApiToken::parse("tok-12345").unwrap(),
-            &mut t,
-        );
+        let mut client = t.client("u1", "tok-12345");
         let options = FetchOptions {
             page_size: 1001,
             lookback_secs: None,

@@ -117,6 +117,9 @@ pub(crate) mod testing {
     //! A scripted transport for unit tests.
 
     use super::*;
+    use crate::api::Client;
+    use crate::console::Console;
+    use crate::token::ApiToken;
     use std::collections::VecDeque;
 
     /// Answers requests from a queue and records what was sent.
@@ -145,6 +148,15 @@ pub(crate) mod testing {
         pub fn fail(mut self, error: TransportError) -> Self {
             self.replies.push_back(Err(error));
             self
+        }
+
+        /// A client of `console` with `token`, sending through this transport.
+        pub fn client(&mut self, console: &str, token: &str) -> Client<'_, Scripted> {
+            Client::new(
+                Console::parse(console).unwrap(),
+                ApiToken::parse(token).unwrap(),
+                self,
+            )
         }
 
         pub fn paths(&self) -> Vec<String> {

@@ -293,19 +293,13 @@ fn run_probe<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Console;
-    use crate::token::ApiToken;
     use crate::transport::TransportError;
     use crate::transport::testing::Scripted;
 
     const NOW: i64 = 1_780_000_000; // 2026-05-28T20:26:40Z
 
     fn run(t: &mut Scripted) -> Result<ConnectionReport> {
-        let mut client = Client::new(
-            Console::parse("u1-s1").unwrap(),
-            ApiToken::parse("tok-abcd").unwrap(),
-            t,
-        );
+        let mut client = t.client("u1-s1", "tok-abcd");
         validate(&mut client, NOW)
     }
 
