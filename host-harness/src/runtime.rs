@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -333,7 +333,11 @@ impl RuntimeConfig {
             .max_memories_per_component(2)
             .max_tables_per_component(4)
             .linear_memory_keep_resident(self.keep_resident_bytes)
-            .table_keep_resident(self.keep_resident_bytes);
+            .table_keep_resident(self.keep_resident_bytes)
+            // Where Linux has PAGEMAP_SCAN (6.7+), reset only the pages a
+            // call dirtied instead of zeroing the whole kept-resident
+            // prefix: a third of an instantiation's cost on its own.
+            .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
