@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{CacheStatus, CallError, HostError, Runtime, RuntimeConfig};
@@ -140,6 +140,27 @@ async fn keep_alive_connections_are_reused_within_a_tenant_and_never_across() {
     validate_as(&runtime, &sim, "acme").await;
     assert_eq!(sim.connections_accepted(), 2, "acme's is still there");
     assert_eq!(runtime.idle_connections(), 2);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_timeout_without_further_calls() {
+    let config = RuntimeConfig::default().idle_connection_timeout(Duration::from_millis(200));
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    validate_as(&runtime, &sim, "acme").await;
+    assert_eq!(runtime.idle_connections(), 1);
+    assert_eq!(sim.open_connections(), 1, "kept open for reuse");
+
+    // No call comes to notice the expiry: the background sweep must.
+    let idle_since = Instant::now();
+    while sim.open_connections() > 0 && idle_since.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runtime.idle_connections(), 0);
+    assert_eq!(sim.open_connections(), 0, "the console sees it closed");
+    // 200 ms of timeout plus a 50 ms sweep period, with room for a slow
+    // machine; without the sweep it would stay open for good.
+    assert!(idle_since.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -66,6 +66,8 @@ pub(crate) struct State {
     pub(crate) churned: HashMap<String, u32>,
     /// TCP connections accepted so far.
     pub(crate) connections: u64,
+    /// TCP connections that have ended since (either side closed them).
+    pub(crate) closed: u64,
     /// Whether requests are appended to `log` (off for benchmarks).
     pub(crate) logging: bool,
 }
@@ -168,6 +170,12 @@ impl Simulator {
         self.lock().connections
     }
 
+    /// TCP connections open now: accepted and not yet closed by either side.
+    pub fn open_connections(&self) -> u64 {
+        let state = self.lock();
+        state.connections - state.closed
+    }
+
     /// Adds a connected agent named `hostname` with id `id`, a copy of the
     /// finance laptop otherwise (for benchmarks that need one agent each).
     pub fn add_agent(&self, id: &str, hostname: &str) {
@@ -210,6 +218,7 @@ async fn accept_loop(
         state.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
         let conn_stop = stop.clone();
         tokio::spawn(async move {
+            let on_close = state.clone();
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 let stop = conn_stop.clone();
@@ -225,6 +234,7 @@ async fn accept_loop(
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            on_close.lock().unwrap_or_else(|e| e.into_inner()).closed += 1;
         });
     }
 }
