@@ -425,14 +425,31 @@ async fn threats_killed_at_random_points_deliver_each_version_once_to_the_output
 }
 
 /// The benchmark's figures are a JSON object with name, value, unit and
-/// target each; the quick run checks the shape, not the speed.
+/// target each; the quick run checks the shape, not the speed. It measures
+/// the `--component` it is given: here the connector with a 1000-byte custom
+/// section appended, so only its size differs.
 #[tokio::test]
 async fn bench_prints_every_figure_as_json() {
+    let dir = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("padded.wasm");
+    let mut padded = connector_host::COMPONENT.to_vec();
+    // Custom section: id 0, size 1000 (LEB128), name "pad", then payload.
+    padded.extend([0x00, 0xe8, 0x07, 0x03, b'p', b'a', b'd']);
+    padded.extend(std::iter::repeat_n(0u8, 1000 - 4));
+    std::fs::write(&file, &padded).unwrap();
     let output = run(
-        vec!["--json".into(), "bench".into(), "--quick".into()],
+        vec![
+            "--json".into(),
+            "bench".into(),
+            "--quick".into(),
+            "--component".into(),
+            file.display().to_string(),
+        ],
         vec![],
     )
     .await;
+    std::fs::remove_dir_all(dir).unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let report = json(&output);
     let figures = report["figures"].as_array().unwrap();
@@ -461,7 +478,7 @@ async fn bench_prints_every_figure_as_json() {
         .unwrap();
     assert_eq!(
         size["value"].as_f64(),
-        Some(connector_host::COMPONENT.len() as f64)
+        Some(connector_host::COMPONENT.len() as f64 + 1003.0)
     );
     assert_eq!(size["target"], "<= 200000");
 }

@@ -95,8 +95,10 @@ impl Figure {
     }
 }
 
-/// Runs every measurement and returns the figures in a fixed order.
-pub async fn run(options: BenchOptions) -> Result<Vec<Figure>, HostError> {
+/// Runs every measurement of `component` (a connector implementing the
+/// `sentinelone` world, e.g. [`crate::COMPONENT`]) and returns the figures in
+/// a fixed order.
+pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>, HostError> {
     let max_level = options.levels.iter().copied().max().unwrap_or(1);
     let sim = Simulator::start()
         .await
@@ -110,7 +112,7 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Figure>, HostError> {
         })
         .collect();
     let config = RuntimeConfig::default().max_concurrent_calls(max_level);
-    let runtime = Runtime::with_config(crate::COMPONENT, config.clone())?;
+    let runtime = Runtime::with_config(component, config.clone())?;
     let bench = Arc::new(Bench {
         native: Native {
             pools: Arc::new(Pools::new(config.pool_limits())),
@@ -130,10 +132,8 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Figure>, HostError> {
         figures.extend(bench.compare(level, options).await?);
     }
     figures.extend(bench.instantiation(options.calls.max(200) * 5).await?);
-    figures.extend(bench.memory(max_level.min(256)).await?);
-    figures.push(
-        Figure::new("component_size", crate::COMPONENT.len() as f64, "bytes").at_most(200_000.0),
-    );
+    figures.extend(bench.memory(component, max_level.min(256)).await?);
+    figures.push(Figure::new("component_size", component.len() as f64, "bytes").at_most(200_000.0));
     Ok(figures)
 }
 
@@ -319,9 +319,13 @@ impl Bench {
     /// a stalled console, against the resident size just before. A fresh
     /// runtime, so no pool slot is resident yet (kept-resident slots of
     /// the earlier rounds would hide in the baseline).
-    async fn memory(self: &Arc<Self>, count: usize) -> Result<Vec<Figure>, HostError> {
+    async fn memory(
+        self: &Arc<Self>,
+        component: &[u8],
+        count: usize,
+    ) -> Result<Vec<Figure>, HostError> {
         let config = RuntimeConfig::default().max_concurrent_calls(count);
-        let runtime = Arc::new(Runtime::with_config(crate::COMPONENT, config)?);
+        let runtime = Arc::new(Runtime::with_config(component, config)?);
         let connection = Connection::new("bench", tokens::STALL);
         let policy = self.policy.clone().http_timeout(Duration::from_secs(2));
         let before = resident_bytes().unwrap_or(0);

@@ -9,13 +9,13 @@ use serde_json::json;
 
 use crate::output::{Printer, emit};
 
-pub async fn run(quick: bool, printer: Printer) -> ExitCode {
+pub async fn run(component: &[u8], quick: bool, printer: Printer) -> ExitCode {
     let options = if quick {
         BenchOptions::QUICK
     } else {
         BenchOptions::FULL
     };
-    let figures = match bench::run(options).await {
+    let figures = match bench::run(options, component).await {
         Ok(f) => f,
         Err(e) => return printer.failure(&CallError::Host(e), &[]),
     };

@@ -71,12 +71,18 @@ fn executor(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(cli: Cli, printer: Printer) -> ExitCode {
     match cli.command {
         Command::Simulate { port } => return simulate(port, printer).await,
-        Command::Bench { quick, .. } => return bench::run(quick, printer).await,
         _ => {}
     }
-    let connector = match load(&cli) {
+    let component = match component(&cli) {
         Ok(c) => c,
         Err(e) => return printer.usage(&e),
+    };
+    if let Command::Bench { quick, .. } = cli.command {
+        return bench::run(&component, quick, printer).await;
+    }
+    let connector = match Runtime::new(&component) {
+        Ok(c) => c,
+        Err(e) => return printer.usage(&UsageError(e.to_string())),
     };
     match &cli.command {
         Command::Describe => match connector.describe().await {
@@ -123,13 +129,13 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> Result<Runtime, UsageError> {
-    let bytes = match &cli.component {
+/// The `--component` file's bytes, or the built-in connector's.
+fn component(cli: &Cli) -> Result<Vec<u8>, UsageError> {
+    match &cli.component {
         Some(path) => std::fs::read(path)
-            .map_err(|e| UsageError(format!("cannot read --component {}: {e}", path.display())))?,
-        None => connector_host::COMPONENT.to_vec(),
-    };
-    Runtime::new(&bytes).map_err(|e| UsageError(e.to_string()))
+            .map_err(|e| UsageError(format!("cannot read --component {}: {e}", path.display()))),
+        None => Ok(connector_host::COMPONENT.to_vec()),
+    }
 }
 
 async fn simulate(port: u16, printer: Printer) -> ExitCode {
