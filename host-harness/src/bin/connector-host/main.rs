@@ -69,9 +69,8 @@ fn executor(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(cli: Cli, printer: Printer) -> ExitCode {
-    match cli.command {
-        Command::Simulate { port } => return simulate(port, printer).await,
-        _ => {}
+    if let Command::Simulate { port } = cli.command {
+        return simulate(port, printer).await;
     }
     let component = match component(&cli) {
         Ok(c) => c,
