@@ -26,14 +26,22 @@ pub struct WasiTransport;
 impl Transport for WasiTransport {
     fn send(&mut self, request: &Request) -> Result<Response, TransportError> {
         let outgoing = build(request)?;
-        let body = outgoing
-            .body()
-            .map_err(|()| other("request body already taken"))?;
+        // A request whose body is never taken is sent with an empty one: a
+        // GET then costs the host no body stream and the guest no calls.
+        let body = match request.body.as_deref() {
+            Some(bytes) => Some((
+                outgoing
+                    .body()
+                    .map_err(|()| other("request body already taken"))?,
+                bytes,
+            )),
+            None => None,
+        };
         let pending =
             outgoing_handler::handle(outgoing, Some(options())).map_err(map_error_code)?;
         // When the host refuses the request it closes the body stream, so a
         // write error is only reported if the response carries no better one.
-        let written = write_body(body, request.body.as_deref());
+        let written = body.map_or(Ok(()), |(body, bytes)| write_body(body, bytes));
         pending.subscribe().block();
         let response = pending
             .get()
@@ -109,18 +117,18 @@ fn options() -> RequestOptions {
     options
 }
 
-fn write_body(body: OutgoingBody, bytes: Option<&[u8]>) -> Result<(), TransportError> {
-    if let Some(bytes) = bytes {
-        let stream = body
-            .write()
-            .map_err(|()| other("request body stream already taken"))?;
-        // `blocking-write-and-flush` accepts at most 4096 bytes per call.
-        for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| other(&format!("writing the request body failed: {e:?}")))?;
-        }
+fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), TransportError> {
+    let stream = body
+        .write()
+        .map_err(|()| other("request body stream already taken"))?;
+    // `blocking-write-and-flush` accepts at most 4096 bytes per call.
+    for chunk in bytes.chunks(4096) {
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| other(&format!("writing the request body failed: {e:?}")))?;
     }
+    // The stream is a child of the body: it must go before `finish`.
+    drop(stream);
     OutgoingBody::finish(body, None).map_err(map_error_code)
 }
 
