@@ -344,7 +344,7 @@ impl RuntimeConfig {
             .table_keep_resident(self.keep_resident_bytes)
             // Where Linux has PAGEMAP_SCAN (6.7+), reset only the pages a
             // call dirtied instead of zeroing the whole kept-resident
-            // prefix: a third of an instantiation's cost on its own.
+            // prefix, which was a fifth of an instantiation in a profile.
             .pagemap_scan(Enabled::Auto);
         let mut config = Config::new();
         config
