@@ -91,7 +91,7 @@ impl Pools {
 
     /// Idle connections held now, across tenants.
     pub(crate) fn idle_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        total(&self.lock())
     }
 
     /// Keeps `sender` for reuse by the same tenant. Call it only once its
@@ -102,11 +102,9 @@ impl Pools {
             return;
         }
         let mut idle = self.lock();
-        if idle.values().map(Vec::len).sum::<usize>() >= self.limits.max_idle_total {
-            drop(idle);
-            self.sweep();
-            idle = self.lock();
-            if idle.values().map(Vec::len).sum::<usize>() >= self.limits.max_idle_total {
+        if total(&idle) >= self.limits.max_idle_total {
+            self.prune(&mut idle);
+            if total(&idle) >= self.limits.max_idle_total {
                 return;
             }
         }
@@ -123,7 +121,11 @@ impl Pools {
     /// Closes every idle connection that is past the idle timeout or that
     /// the server has closed.
     pub(crate) fn sweep(&self) {
-        self.lock().retain(|_, list| {
+        self.prune(&mut self.lock());
+    }
+
+    fn prune(&self, idle: &mut HashMap<PoolKey, Vec<Idle>>) {
+        idle.retain(|_, list| {
             list.retain(|entry| self.usable(entry));
             !list.is_empty()
         });
@@ -159,4 +161,8 @@ impl Pools {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn total(idle: &HashMap<PoolKey, Vec<Idle>>) -> usize {
+    idle.values().map(Vec::len).sum()
 }
