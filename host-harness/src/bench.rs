@@ -5,7 +5,8 @@
 //! the same HTTP client and keep-alive pools as the runtime. The
 //! native side is a hand-written Rust client doing the connector's exact
 //! `isolate-host` request sequence for an agent id: list the agent, POST the
-//! disconnect, read the agent back. The wasm side is the real connector in a
+//! disconnect, read the agent back, reading the same agent fields as the
+//! connector into typed structs. The wasm side is the real connector in a
 //! fresh instance per call, with every limit of the default [`CallPolicy`]
 //! on. Rounds alternate between the two, so machine noise hits both alike.
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
@@ -363,30 +364,33 @@ struct Native {
 impl Native {
     async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
         let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200");
-        let found = self.send(tenant, "GET", &list, None).await?;
-        let state = |v: &Value| v["data"][0]["networkStatus"].as_str().map(str::to_owned);
-        if state(&found).as_deref() != Some("connected") || found["data"][0]["id"] != agent {
+        let found: AgentList = self.send(tenant, "GET", &list, None).await?;
+        let [only] = found.data.as_slice() else {
+            return Err(fail("not exactly one agent"));
+        };
+        if only.id != agent || only.network_status != "connected" || !only.is_active {
             return Err(fail("the agent is not connected"));
         }
         let body = json!({"filter": {"ids": [agent]}, "data": {}}).to_string();
         let path = "/web/api/v2.1/agents/actions/disconnect";
-        let posted = self.send(tenant, "POST", path, Some(body)).await?;
-        if posted["data"]["affected"].as_u64() != Some(1) {
+        let posted: ActionAnswer = self.send(tenant, "POST", path, Some(body)).await?;
+        if posted.data.affected != 1 {
             return Err(fail("nothing was affected"));
         }
-        let after = self.send(tenant, "GET", &list, None).await?;
-        state(&after)
-            .map(drop)
-            .ok_or_else(|| fail("no state read back"))
+        let after: AgentList = self.send(tenant, "GET", &list, None).await?;
+        match after.data.as_slice() {
+            [one] if !one.network_status.is_empty() => Ok(()),
+            _ => Err(fail("no state read back")),
+        }
     }
 
-    async fn send(
+    async fn send<T: serde::de::DeserializeOwned>(
         &self,
         tenant: &str,
         method: &str,
         path: &str,
         body: Option<String>,
-    ) -> Result<Value, HostError> {
+    ) -> Result<T, HostError> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("https://{HOST}{path}"))
@@ -422,6 +426,49 @@ impl Native {
             .to_bytes();
         serde_json::from_slice(&bytes).map_err(|e| fail(&e.to_string()))
     }
+}
+
+/// What the native client reads of an agent list: the fields the
+/// connector reads to pick and check the agent, typed, the rest skipped.
+#[derive(serde::Deserialize)]
+struct AgentList {
+    data: Vec<NativeAgent>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Read as the connector reads them; not all are checked.
+struct NativeAgent {
+    id: String,
+    uuid: String,
+    computer_name: String,
+    site_name: String,
+    account_name: String,
+    os_name: String,
+    os_type: String,
+    network_status: String,
+    is_active: bool,
+    is_decommissioned: bool,
+    last_active_date: String,
+    network_interfaces: Vec<NativeInterface>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct NativeInterface {
+    inet: Vec<String>,
+    inet6: Vec<String>,
+    physical: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ActionAnswer {
+    data: Affected,
+}
+
+#[derive(serde::Deserialize)]
+struct Affected {
+    affected: u64,
 }
 
 fn fail(why: &str) -> HostError {

@@ -130,13 +130,15 @@ const SPECS: &[Spec] = &[
     },
 ];
 
-/// The built-in fleet as v2.1 agent objects.
+/// The built-in fleet as v2.1 agent objects, each with the 120-odd fields
+/// a current console sends (about 4 KB of JSON), so that reading them costs
+/// what it costs against a real console.
 pub(crate) fn builtin() -> Vec<Value> {
     SPECS
         .iter()
         .enumerate()
         .map(|(n, s)| {
-            json!({
+            let mut agent = json!({
                 "id": s.id,
                 "uuid": format!("b7b2d39171be4ae1af90f93d7ed2{n:04x}"),
                 "computerName": s.name,
@@ -150,22 +152,102 @@ pub(crate) fn builtin() -> Vec<Value> {
                 "lastActiveDate": s.last_active,
                 "externalIp": "203.0.113.9",
                 "networkInterfaces": [{"id": "444", "name": "Ethernet", "inet": [s.ip],
-                    "inet6": [format!("fe80::{:x}", n + 1)], "physical": s.mac}],
-            })
+                    "inet6": [format!("fe80::{:x}", n + 1)], "physical": s.mac,
+                    "gatewayIp": "10.0.0.254", "gatewayMacAddress": "00-00-5e-00-53-01"}],
+            });
+            if let Some(agent) = agent.as_object_mut() {
+                for part in detail(n) {
+                    if let Value::Object(fields) = part {
+                        agent.extend(fields);
+                    }
+                }
+            }
+            agent
         })
         .collect()
+}
+
+/// The rest of a v2.1 agent record: directory, inventory, policy and scan
+/// state that the connector never reads but must skip. (In parts: one
+/// `json!` this large exceeds the macro recursion limit.)
+fn detail(n: usize) -> [Value; 5] {
+    [
+        json!({
+            "activeDirectory": {
+                "computerDistinguishedName": format!("CN=HOST{n},OU=Workstations,DC=acme,DC=example"),
+                "computerMemberOf": ["CN=Workstations,OU=Groups,DC=acme,DC=example"],
+                "lastUserDistinguishedName": "CN=Jane Doe,OU=Users,DC=acme,DC=example",
+                "lastUserMemberOf": ["CN=Finance,OU=Groups,DC=acme,DC=example"],
+                "mail": "jane.doe@acme.example", "userPrincipalName": "jane.doe@acme.example"
+            },
+            "activeThreats": 0, "agentLicenseType": "complete", "allowRemoteShell": true,
+            "appsVulnerabilityStatus": "not_applicable", "cloudProviders": {},
+            "consoleMigrationStatus": "N/A", "containerizedWorkloadCounts": null,
+            "coreCount": 8, "cpuCount": 1, "cpuId": "Intel(R) Core(TM) i7-1185G7 @ 3.00GHz",
+            "createdAt": "2025-01-14T09:12:33.501223Z", "detectionState": null,
+            "domain": "ACME", "encryptedApplications": true, "externalId": "",
+            "firewallEnabled": true, "firstFullModeTime": "2025-01-14T09:20:01.000000Z",
+            "fullDiskScanLastUpdatedAt": "2026-11-20T02:14:09.884103Z",
+            "groupId": "3333333333333333333", "groupIp": "203.0.113.x",
+            "hasContainerizedWorkload": false, "hasNetworkStatusChanges": false,
+            "hasPendingActions": false, "inRemoteShellSession": false, "infected": false,
+        }),
+        json!({
+            "installerType": ".msi", "isAdConnector": false, "isHyperAutomate": false,
+            "isPendingUninstall": false, "isUpToDate": true, "lastIpToMgmt": "10.0.0.200",
+            "lastLoggedInUserName": "jane.doe", "lastSuccessfulScanDate": "2026-11-20T02:14:09.884103Z",
+            "licenseKey": "", "locationEnabled": true, "locationType": "fallback",
+            "locations": [{"id": "629380164464502476", "name": "Fallback", "scope": "global"}],
+            "machineSid": format!("S-1-5-21-3623811015-3361044348-30300820-{}", 1000 + n),
+        }),
+        json!({
+            "machineType": "laptop", "missingPermissions": [], "mitigationMode": "protect",
+            "mitigationModeSuspicious": "detect", "modelName": "Dell Inc. - Latitude 7420",
+            "networkStatusChangedAt": "2026-11-01T08:00:00.000000Z",
+            "operationalState": "na", "operationalStateExpiration": null,
+            "osArch": "64 bit", "osRevision": "22631", "osStartTime": "2026-11-22T07:55:12Z",
+            "osUsername": null, "proxyStates": {"console": false, "deepVisibility": false},
+            "rangerStatus": "Enabled", "rangerVersion": "24.1.2.3",
+            "registeredAt": "2025-01-14T09:12:33.497108Z",
+            "remoteProfilingState": "disabled", "remoteProfilingStateExpiration": null,
+            "scanAbortedAt": null, "scanFinishedAt": "2026-11-20T02:14:09.884103Z",
+            "scanStartedAt": "2026-11-20T01:02:44.210330Z", "scanStatus": "finished",
+            "serialNumber": format!("5CG{n:07}"), "showAlertIcon": false,
+            "storageName": null, "storageType": null,
+            "tags": {"sentinelone": [{"assignedAt": "2025-02-01T10:00:00.000000Z",
+                "assignedBy": "Jane Admin", "assignedById": "4444444444444444444",
+                "id": "5555555555555555555", "key": "department", "value": "finance"}]},
+        }),
+        json!({
+            "threatRebootRequired": false, "totalMemory": 16088,
+            "updatedAt": "2026-11-23T09:00:00.000000Z", "userActionsNeeded": [],
+        }),
+        json!({
+            "firewallStatus": "enabled", "fileIntegrityMonitoring": false,
+            "deviceControl": "disabled", "deepVisibility": "enabled",
+            "lastActiveDateTimezone": "UTC", "vulnerabilityStatus": "up_to_date",
+            "agentUpdateStatus": "up_to_date", "autoUpgradeEnabled": true,
+            "antiTamper": "enabled", "snapshotsEnabled": true, "vssStatus": "ok",
+            "vssProtection": "enabled", "vssRollbackStatus": "ok",
+            "networkInterfaceCount": 1, "diskEncryption": "BitLocker",
+            "biosVersion": "1.21.0", "manufacturer": "Dell Inc.",
+            "timezone": "Europe/Berlin", "locale": "en-US",
+            "osBuild": "22631.4460", "osEdition": "Professional",
+            "kernelVersion": null, "lastRebootAt": "2026-11-22T07:55:12Z",
+            "policyName": "Default Policy", "policyId": "6666666666666666666",
+            "engines": {"reputation": true, "staticAi": true, "behavioralAi": true,
+                "documentScripts": true, "lateralMovement": true, "exploits": true},
+            "isBenchmark": false, "externalIpv6": null, "healthScore": 100,
+            "notes": null, "customerIdentifier": null,
+            "lastHeartbeatAt": "2026-11-23T09:00:00.000000Z"
+        }),
+    ]
 }
 
 /// Whether `agent` passes every filter in `query` the simulator knows.
 /// Unknown parameters are ignored, as the real API ignores most.
 pub(crate) fn matches(agent: &Value, query: &[(String, String)]) -> bool {
-    let text = |key: &str| {
-        agent
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |key: &str| agent.get(key).and_then(Value::as_str).unwrap_or_default();
     let iface = |key: &str| -> Vec<String> {
         let ifaces = agent.get("networkInterfaces").and_then(Value::as_array);
         ifaces
@@ -188,8 +270,8 @@ pub(crate) fn matches(agent: &Value, query: &[(String, String)]) -> bool {
             .map(|v| v.trim().to_ascii_lowercase())
             .collect();
         match key.as_str() {
-            "ids" => csv.contains(&text("id")),
-            "uuids" => csv.contains(&text("uuid").to_ascii_lowercase()),
+            "ids" => csv.iter().any(|v| v == text("id")),
+            "uuids" => csv.iter().any(|v| v.eq_ignore_ascii_case(text("uuid"))),
             "uuid" => text("uuid").eq_ignore_ascii_case(value),
             // Case-insensitive here; whether the real filter is, is not documented.
             "computerName" => text("computerName").eq_ignore_ascii_case(value),
@@ -216,4 +298,30 @@ pub(crate) fn settle(agent: &mut Value) {
         _ => return,
     };
     agent["networkStatus"] = json!(next);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_as_large_as_a_real_consoles() {
+        for agent in builtin() {
+            let fields = agent.as_object().map_or(0, |o| o.len());
+            let bytes = agent.to_string().len();
+            assert!(fields >= 100, "{fields} fields");
+            assert!(bytes >= 3_000, "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn the_id_filter_matches_exactly_one_agent() {
+        let fleet = builtin();
+        let query = [("ids".to_owned(), agents::FINANCE_LAPTOP.to_owned())];
+        let found: Vec<&Value> = fleet.iter().filter(|a| matches(a, &query)).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["computerName"], "FIN-LT-0042");
+        let prefix = [("ids".to_owned(), "190000000000000000".to_owned())];
+        assert!(!fleet.iter().any(|a| matches(a, &prefix)));
+    }
 }
