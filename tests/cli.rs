@@ -461,6 +461,8 @@ async fn bench_prints_every_figure_as_json() {
         "native_throughput_c16",
         "instantiate_ratio",
         "instantiate_ratio_same_world",
+        "wasm_call_without_request",
+        "per_request_ratio_c1",
         "resident_per_instance",
         "linear_memory_per_instance",
         "component_size",

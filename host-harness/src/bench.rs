@@ -133,6 +133,8 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
         figures.extend(bench.compare(level, options).await?);
     }
     figures.extend(bench.instantiation(options.calls.max(200) * 5).await?);
+    let fixed = bench.call_without_request(options.calls.max(200)).await?;
+    figures.extend(breakdown(fixed, &figures));
     figures.extend(bench.memory(component, max_level.min(256)).await?);
     figures.push(Figure::new("component_size", component.len() as f64, "bytes").at_most(200_000.0));
     Ok(figures)
@@ -316,6 +318,20 @@ impl Bench {
         ])
     }
 
+    /// The median cost of a runtime call that sends no request
+    /// (`describe`): call slot, store, fresh instance, the guest's start-up
+    /// and the lowering of its result.
+    async fn call_without_request(&self, iterations: usize) -> Result<f64, HostError> {
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let began = Instant::now();
+            self.runtime.describe().await?;
+            times.push(began.elapsed());
+        }
+        times.sort();
+        Ok(percentile(&times, 50))
+    }
+
     /// Resident memory per in-flight instance: `count` calls held open on
     /// a stalled console, against the resident size just before. A fresh
     /// runtime, so no pool slot is resident yet (kept-resident slots of
@@ -352,6 +368,23 @@ impl Bench {
             Figure::new("linear_memory_per_instance", peak as f64 / 1024.0, "KiB"),
         ])
     }
+}
+
+/// Where an isolate's time goes at 1 tenant: the fixed cost of a call,
+/// then what each of its three requests costs on each side (the native
+/// client has no fixed cost). Empty without a 1-tenant level.
+fn breakdown(fixed: f64, figures: &[Figure]) -> Vec<Figure> {
+    let find = |name: &str| figures.iter().find(|f| f.name == name).map(|f| f.value);
+    let (Some(native), Some(wasm)) = (find("native_median_c1"), find("wasm_median_c1")) else {
+        return Vec::new();
+    };
+    let (native, wasm) = (native / 3.0, (wasm - fixed).max(0.0) / 3.0);
+    vec![
+        Figure::new("wasm_call_without_request", fixed, "us"),
+        Figure::new("native_per_request_c1", native, "us"),
+        Figure::new("wasm_per_request_c1", wasm, "us"),
+        Figure::new("per_request_ratio_c1", wasm / native, "ratio"),
+    ]
 }
 
 /// The connector's `isolate-host` sequence for an agent id, in plain Rust
