@@ -370,6 +370,9 @@ impl Bench {
     }
 }
 
+/// Requests in the benchmark's isolate: list, disconnect, read back.
+const ISOLATE_REQUESTS: f64 = 3.0;
+
 /// Where an isolate's time goes at 1 tenant: the fixed cost of a call,
 /// then what each of its three requests costs on each side (the native
 /// client has no fixed cost). Empty without a 1-tenant level.
@@ -378,7 +381,10 @@ fn breakdown(fixed: f64, figures: &[Figure]) -> Vec<Figure> {
     let (Some(native), Some(wasm)) = (find("native_median_c1"), find("wasm_median_c1")) else {
         return Vec::new();
     };
-    let (native, wasm) = (native / 3.0, (wasm - fixed).max(0.0) / 3.0);
+    let (native, wasm) = (
+        native / ISOLATE_REQUESTS,
+        (wasm - fixed).max(0.0) / ISOLATE_REQUESTS,
+    );
     vec![
         Figure::new("wasm_call_without_request", fixed, "us"),
         Figure::new("native_per_request_c1", native, "us"),
@@ -401,7 +407,8 @@ impl Native {
         let [only] = found.data.as_slice() else {
             return Err(fail("not exactly one agent"));
         };
-        if only.id != agent || only.network_status != "connected" || !only.is_active {
+        let live = only.is_active && !only.is_decommissioned;
+        if only.id != agent || only.network_status != "connected" || !live {
             return Err(fail("the agent is not connected"));
         }
         let body = json!({"filter": {"ids": [agent]}, "data": {}}).to_string();
@@ -470,7 +477,7 @@ struct AgentList {
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[allow(dead_code)] // Read as the connector reads them; not all are checked.
+#[allow(dead_code)] // Read as the connector reads them, for its answer; not all are checked.
 struct NativeAgent {
     id: String,
     uuid: String,
