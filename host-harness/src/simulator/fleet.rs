@@ -137,34 +137,43 @@ pub(crate) fn builtin() -> Vec<Value> {
     SPECS
         .iter()
         .enumerate()
-        .map(|(n, s)| {
-            let mut agent = json!({
-                "id": s.id,
-                "uuid": format!("b7b2d39171be4ae1af90f93d7ed2{n:04x}"),
-                "computerName": s.name,
-                "accountId": "1111111111111111111", "accountName": "Acme",
-                "siteId": "2222222222222222222", "siteName": "HQ",
-                "groupName": "Default Group",
-                "osType": "windows", "osName": "Windows 11 Pro", "agentVersion": "24.1.2.3",
-                "isActive": s.active, "isDecommissioned": s.decommissioned, "isUninstalled": false,
-                "networkStatus": s.state,
-                "networkQuarantineEnabled": false,
-                "lastActiveDate": s.last_active,
-                "externalIp": "203.0.113.9",
-                "networkInterfaces": [{"id": "444", "name": "Ethernet", "inet": [s.ip],
-                    "inet6": [format!("fe80::{:x}", n + 1)], "physical": s.mac,
-                    "gatewayIp": "10.0.0.254", "gatewayMacAddress": "00-00-5e-00-53-01"}],
-            });
-            if let Some(agent) = agent.as_object_mut() {
-                for part in detail(n) {
-                    if let Value::Object(fields) = part {
-                        agent.extend(fields);
-                    }
-                }
-            }
-            agent
-        })
+        .map(|(n, s)| record(n, s))
         .collect()
+}
+
+/// A copy of the finance laptop's record, to be renamed: for benchmarks
+/// that add an agent per tenant.
+pub(crate) fn template() -> Value {
+    record(0, &SPECS[0])
+}
+
+/// Agent `n` of the fleet as the console sends it.
+fn record(n: usize, s: &Spec) -> Value {
+    let mut agent = json!({
+        "id": s.id,
+        "uuid": format!("b7b2d39171be4ae1af90f93d7ed2{n:04x}"),
+        "computerName": s.name,
+        "accountId": "1111111111111111111", "accountName": "Acme",
+        "siteId": "2222222222222222222", "siteName": "HQ",
+        "groupName": "Default Group",
+        "osType": "windows", "osName": "Windows 11 Pro", "agentVersion": "24.1.2.3",
+        "isActive": s.active, "isDecommissioned": s.decommissioned, "isUninstalled": false,
+        "networkStatus": s.state,
+        "networkQuarantineEnabled": false,
+        "lastActiveDate": s.last_active,
+        "externalIp": "203.0.113.9",
+        "networkInterfaces": [{"id": "444", "name": "Ethernet", "inet": [s.ip],
+            "inet6": [format!("fe80::{:x}", n + 1)], "physical": s.mac,
+            "gatewayIp": "10.0.0.254", "gatewayMacAddress": "00-00-5e-00-53-01"}],
+    });
+    if let Some(fields) = agent.as_object_mut() {
+        for part in detail(n) {
+            if let Value::Object(more) = part {
+                fields.extend(more);
+            }
+        }
+    }
+    agent
 }
 
 /// The rest of a v2.1 agent record: directory, inventory, policy and scan

@@ -180,7 +180,7 @@ impl Simulator {
     /// finance laptop otherwise (for benchmarks that need one agent each).
     pub fn add_agent(&self, id: &str, hostname: &str) {
         let mut state = self.lock();
-        let mut agent = fleet::builtin().swap_remove(0);
+        let mut agent = fleet::template();
         agent["id"] = serde_json::json!(id);
         agent["computerName"] = serde_json::json!(hostname);
         agent["uuid"] = serde_json::json!(format!("bench{id}"));

@@ -280,22 +280,17 @@ fn agents(state: &Arc<Mutex<State>>, query: Option<&str>) -> Response<SimBody> {
         (offset + page.len() < matching.len()).then(|| format!("offset:{}", offset + page.len()));
     // Written from the records in place: copying hundred-field records on
     // every read would bill the simulator's time to both sides of the bench.
-    let body = serde_json::to_vec(&AgentPage {
-        data: page.iter().map(|&i| &state.agents[i]).collect(),
-        pagination: json!({"nextCursor": next, "totalItems": matching.len()}),
-    });
+    let response = json_response(
+        StatusCode::OK,
+        &AgentPage {
+            data: page.iter().map(|&i| &state.agents[i]).collect(),
+            pagination: json!({"nextCursor": next, "totalItems": matching.len()}),
+        },
+    );
     for &i in &page {
         super::fleet::settle(&mut state.agents[i]);
     }
-    match body {
-        Ok(body) => raw(StatusCode::OK, "application/json", Bytes::from(body)),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            5000010,
-            "Internal server error",
-            Some(&e.to_string()),
-        ),
-    }
+    response
 }
 
 /// A `GET /agents` answer that borrows its records.
@@ -403,8 +398,15 @@ fn error(status: StatusCode, code: u32, title: &str, detail: Option<&str>) -> Re
     )
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<SimBody> {
-    raw(status, "application/json", Bytes::from(value.to_string()))
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<SimBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => raw(status, "application/json", Bytes::from(body)),
+        // Only maps with non-string keys fail to serialise; no answer has one.
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the simulator could not serialise its answer",
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<SimBody> {
