@@ -304,11 +304,11 @@ impl Bench {
             drop(store);
             baseline.push(began.elapsed());
         }
-        connector.sort();
-        baseline.sort();
-        minimal.sort();
-        let (c, b) = (percentile(&connector, 50), percentile(&baseline, 50));
-        let m = percentile(&minimal, 50);
+        let (c, b, m) = (
+            median_time(connector),
+            median_time(baseline),
+            median_time(minimal),
+        );
         Ok(vec![
             Figure::new("instantiate_connector", c, "us"),
             Figure::new("instantiate_empty", b, "us"),
@@ -328,8 +328,7 @@ impl Bench {
             self.runtime.describe().await?;
             times.push(began.elapsed());
         }
-        times.sort();
-        Ok(percentile(&times, 50))
+        Ok(median_time(times))
     }
 
     /// Resident memory per in-flight instance: `count` calls held open on
@@ -521,6 +520,12 @@ fn percentile(sorted: &[Duration], p: usize) -> f64 {
     }
     let index = (sorted.len() * p / 100).min(sorted.len() - 1);
     sorted[index].as_secs_f64() * 1e6
+}
+
+/// The median of `times`, in µs.
+fn median_time(mut times: Vec<Duration>) -> f64 {
+    times.sort();
+    percentile(&times, 50)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
