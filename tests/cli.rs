@@ -463,6 +463,8 @@ async fn bench_prints_every_figure_as_json() {
         "instantiate_ratio_same_world",
         "wasm_call_without_request",
         "per_request_ratio_c1",
+        "native_wakeups_per_call_c1",
+        "wasm_wakeups_per_call_c1",
         "resident_per_instance",
         "linear_memory_per_instance",
         "component_size",

@@ -64,7 +64,7 @@ pub struct Figure {
     pub name: String,
     /// The value, in `unit`.
     pub value: f64,
-    /// `ratio`, `us`, `calls/s`, `bytes` or `KiB`.
+    /// `ratio`, `us`, `calls/s`, `bytes`, `KiB` or `count`.
     pub unit: &'static str,
     /// The target, e.g. `<= 1.25`, or empty when the figure is context.
     pub target: String,
@@ -152,6 +152,18 @@ struct Bench {
 struct Round {
     latencies: Vec<Duration>,
     wall: Duration,
+    /// Times an executor thread went to sleep and was woken again.
+    wakeups: u64,
+}
+
+/// Times the current executor's threads have parked and been unparked so
+/// far. Each is a sleep and a wake-up of an OS thread: on a multi-threaded
+/// executor, mostly one thread handing a task to another.
+fn executor_wakeups() -> u64 {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    (0..metrics.num_workers())
+        .map(|worker| metrics.worker_park_unpark_count(worker))
+        .sum()
 }
 
 impl Bench {
@@ -188,6 +200,10 @@ impl Bench {
         let (n50, w50) = (percentile(&n, 50), percentile(&w, 50));
         let (n99, w99) = (percentile(&n, 99), percentile(&w, 99));
         let (ntp, wtp) = (throughput(&native), throughput(&wasm));
+        let wakeups = |rounds: &[Round]| -> f64 {
+            let calls: usize = rounds.iter().map(|r| r.latencies.len()).sum();
+            rounds.iter().map(|r| r.wakeups).sum::<u64>() as f64 / calls.max(1) as f64
+        };
         let mut ratio = Figure::new(format!("overhead_median_c{level}"), w50 / n50, "ratio");
         if level == 1 {
             ratio = ratio.at_most(1.25);
@@ -196,7 +212,7 @@ impl Bench {
         if level == 256 {
             tp_ratio = tp_ratio.at_least(0.8);
         }
-        Ok(vec![
+        let mut figures = vec![
             Figure::new(format!("native_median_c{level}"), n50, "us"),
             Figure::new(format!("wasm_median_c{level}"), w50, "us"),
             ratio,
@@ -206,7 +222,20 @@ impl Bench {
             Figure::new(format!("native_throughput_c{level}"), ntp, "calls/s"),
             Figure::new(format!("wasm_throughput_c{level}"), wtp, "calls/s"),
             tp_ratio,
-        ])
+        ];
+        if level == 1 {
+            figures.push(Figure::new(
+                "native_wakeups_per_call_c1",
+                wakeups(&native),
+                "count",
+            ));
+            figures.push(Figure::new(
+                "wasm_wakeups_per_call_c1",
+                wakeups(&wasm),
+                "count",
+            ));
+        }
+        Ok(figures)
     }
 
     /// `level` tenants, each a task isolating its own agent `per_task`
@@ -218,6 +247,7 @@ impl Bench {
         per_task: usize,
     ) -> Result<Round, HostError> {
         let started = Instant::now();
+        let woken = executor_wakeups();
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..level {
             let bench = self.clone();
@@ -246,6 +276,7 @@ impl Bench {
         Ok(Round {
             latencies,
             wall: started.elapsed(),
+            wakeups: executor_wakeups() - woken,
         })
     }
 
