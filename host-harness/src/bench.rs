@@ -524,7 +524,7 @@ struct NativeAgent {
 }
 
 #[derive(serde::Deserialize)]
-#[allow(dead_code)]
+#[allow(dead_code)] // Read for the same reason as `NativeAgent`'s fields.
 struct NativeInterface {
     inet: Vec<String>,
     inet6: Vec<String>,
