@@ -22,7 +22,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::{Sleep, sleep, timeout};
+use tokio::time::{Sleep, sleep_until, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::policy::Route;
@@ -236,15 +236,8 @@ fn respond(
     if response.body().is_end_stream() {
         release(&mut reuse);
     }
-    let response = response.map(|incoming| {
-        BetweenBytes {
-            inner: incoming,
-            limit,
-            timer: Box::pin(sleep(limit)),
-            reuse,
-        }
-        .boxed_unsync()
-    });
+    let response =
+        response.map(|incoming| BetweenBytes::new(incoming, limit, reuse).boxed_unsync());
     (response, Box::new(async { Ok(()) }) as IoFuture)
 }
 
@@ -261,10 +254,43 @@ fn release(reuse: &mut Reuse) {
 struct BetweenBytes {
     inner: hyper::body::Incoming,
     limit: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed only while the body is waiting for bytes. Re-arming a tokio
+    /// timer for every frame that is already there costs a timer-wheel
+    /// insert and, on a multi-threaded runtime whose time driver is asleep,
+    /// a wake-up of that thread; a whole agent list usually arrives at once.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether `timer` counts the current wait; false again after a frame.
+    waiting: bool,
     /// Returned to the pool at the end of the body; dropped (closing the
     /// connection) if the body is abandoned or fails.
     reuse: Reuse,
+}
+
+impl BetweenBytes {
+    fn new(inner: hyper::body::Incoming, limit: Duration, reuse: Reuse) -> BetweenBytes {
+        BetweenBytes {
+            inner,
+            limit,
+            timer: None,
+            waiting: false,
+            reuse,
+        }
+    }
+
+    /// The timer for the wait that starts or goes on now.
+    fn wait(&mut self) -> Pin<&mut Sleep> {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let timer = match self.timer.take() {
+            Some(mut timer) if !self.waiting => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            Some(timer) => timer,
+            None => Box::pin(sleep_until(deadline)),
+        };
+        self.waiting = true;
+        self.timer.insert(timer).as_mut()
+    }
 }
 
 impl Body for BetweenBytes {
@@ -278,8 +304,7 @@ impl Body for BetweenBytes {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.limit;
-                this.timer.as_mut().reset(deadline);
+                this.waiting = false;
                 match &frame {
                     None => release(&mut this.reuse),
                     Some(Ok(_)) if this.inner.is_end_stream() => release(&mut this.reuse),
@@ -289,7 +314,7 @@ impl Body for BetweenBytes {
                 Poll::Ready(frame.map(|f| f.map_err(HttpError::from)))
             }
             Poll::Pending => {
-                ready!(this.timer.as_mut().poll(cx));
+                ready!(this.wait().poll(cx));
                 Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
             }
         }
@@ -341,6 +366,75 @@ mod tests {
         ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    /// Serves one response on loopback that declares 20 body bytes, sends
+    /// 10 at once, then the rest one every `gap` (or never), and returns
+    /// its body wrapped as the connector's responses are.
+    async fn body_from_server(gap: Option<Duration>, limit: Duration) -> BetweenBytes {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            let start = b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789";
+            socket.write_all(start).await.unwrap();
+            match gap {
+                Some(gap) => {
+                    for byte in b"abcdefghij" {
+                        tokio::time::sleep(gap).await;
+                        socket.write_all(&[*byte]).await.unwrap();
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+            _,
+            http_body_util::Empty<Bytes>,
+        >(TokioIo::new(tcp))
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get("/")
+            .header("host", "test")
+            .body(Default::default())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        BetweenBytes::new(response.into_body(), limit, None)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_midway_times_out() {
+        let limit = Duration::from_millis(200);
+        let mut body = body_from_server(None, limit).await;
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"0123456789");
+        let waited = std::time::Instant::now();
+        let next = timeout(limit * 10, body.frame()).await;
+        assert!(matches!(
+            next.expect("the body never timed out"),
+            Some(Err(HttpError::ConnectionReadTimeout))
+        ));
+        let waited = waited.elapsed();
+        assert!(waited >= limit && waited < limit * 10, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_body_is_read_whole() {
+        // Ten gaps of 60 ms: the body takes longer than the limit in all,
+        // but no single wait does.
+        let limit = Duration::from_millis(250);
+        let body = body_from_server(Some(Duration::from_millis(60)), limit).await;
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"0123456789abcdefghij");
     }
 
     #[tokio::test]
