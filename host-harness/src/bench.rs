@@ -115,10 +115,7 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
     let config = RuntimeConfig::default().max_concurrent_calls(max_level);
     let runtime = Runtime::with_config(component, config.clone())?;
     let bench = Arc::new(Bench {
-        native: Native {
-            pools: Arc::new(Pools::new(config.pool_limits())),
-            addr: sim.addr(),
-        },
+        native: Native::new(sim.addr(), &config),
         policy: CallPolicy::with_egress(
             EgressPolicy::default()
                 .connect_to(HOST, sim.addr())
@@ -424,14 +421,31 @@ fn breakdown(fixed: f64, figures: &[Figure]) -> Vec<Figure> {
 }
 
 /// The connector's `isolate-host` sequence for an agent id, in plain Rust
-/// over the same HTTP client and keep-alive pools.
-struct Native {
+/// over the same HTTP client and keep-alive pools: the benchmark's native
+/// side, public so that a profiler can run it alone
+/// (`examples/isolate_loop.rs`).
+pub struct Native {
     pools: Arc<Pools>,
     addr: std::net::SocketAddr,
 }
 
 impl Native {
-    async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+    /// A client for the simulator listening on `addr`, with the keep-alive
+    /// pools a [`crate::Runtime`] built from `config` would have.
+    pub fn new(addr: std::net::SocketAddr, config: &RuntimeConfig) -> Native {
+        Native {
+            pools: Arc::new(Pools::new(config.pool_limits())),
+            addr,
+        }
+    }
+
+    /// Lists the agent, posts its network disconnect and reads it back, on
+    /// `tenant`'s connections.
+    ///
+    /// # Errors
+    /// [`HostError`] when a request fails or an answer is not what the
+    /// connector would accept.
+    pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
         let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200");
         let found: AgentList = self.send(tenant, "GET", &list, None).await?;
         let [only] = found.data.as_slice() else {

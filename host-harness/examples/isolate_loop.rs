@@ -1,0 +1,93 @@
+//! One side of the benchmark's isolate comparison, alone and in a loop, for
+//! a profiler: `wasm` runs the connector's `isolate-host` in a fresh sandboxed
+//! instance per call, `native` the same requests in plain Rust over the same
+//! HTTP client. Prints the time and executor wake-ups per isolate.
+//!
+//! ```sh
+//! cargo build -p connector-host --example isolate_loop
+//! ./target/debug/examples/isolate_loop wasm 2000                  # one thread
+//! ./target/debug/examples/isolate_loop native 2000 --multi-thread # 2 workers
+//! # Instructions per isolate: the difference of two runs, over 300 calls.
+//! valgrind --tool=callgrind --smc-check=all-non-file \
+//!     ./target/debug/examples/isolate_loop wasm 100   # then 400
+//! ```
+
+use std::time::Instant;
+
+use connector_host::bench::Native;
+use connector_host::simulator::{Simulator, tokens};
+use connector_host::{
+    ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime, RuntimeConfig,
+};
+
+const AGENT: &str = "1800000000000000000";
+const CONSOLE: &str = "bench.sentinelone.net";
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let wasm = match args.first().map(String::as_str) {
+        Some("wasm") => true,
+        Some("native") => false,
+        _ => return Err("usage: isolate_loop wasm|native [CALLS] [--multi-thread]".into()),
+    };
+    let calls: u32 = args.get(1).map_or(Ok(2000), |n| n.parse())?;
+    let runtime = if args.iter().any(|a| a == "--multi-thread") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    // Spawned, so that on two workers the loop is a task like any caller's.
+    runtime.block_on(async { tokio::spawn(run(wasm, calls.max(1))).await? })
+}
+
+async fn run(wasm: bool, calls: u32) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // One call at a time: one call slot keeps the pool's address-space
+    // reservation small enough for valgrind.
+    let config = RuntimeConfig::default().max_concurrent_calls(1);
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config.clone())?;
+    let sim = Simulator::start().await?;
+    sim.set_logging(false);
+    sim.add_agent(AGENT, "BENCH-0000");
+    let policy = CallPolicy::with_egress(EgressPolicy::default().connect_to(CONSOLE, sim.addr())?);
+    let connection = Connection::new("bench", tokens::ADMIN);
+    let native = Native::new(sim.addr(), &config);
+    let select = HostSelector::AgentId(AGENT.to_owned());
+    let options = ActionOptions {
+        protected_hosts: Vec::new(),
+        wait_seconds: 0,
+    };
+
+    let wakeups_before = wakeups();
+    let start = Instant::now();
+    for _ in 0..calls {
+        sim.set_network_status(AGENT, "connected");
+        if wasm {
+            let outcome = runtime
+                .isolate_host(&connection, &select, &options, &policy)
+                .await;
+            outcome.result.map_err(|e| format!("{e:?}"))?;
+        } else {
+            native.isolate("bench", AGENT).await?;
+        }
+    }
+    println!(
+        "{}: {:?} and {:.2} executor wake-ups per isolate, over {calls} calls",
+        if wasm { "wasm" } else { "native" },
+        start.elapsed() / calls,
+        (wakeups() - wakeups_before) as f64 / f64::from(calls),
+    );
+    Ok(())
+}
+
+/// How often the runtime's worker threads went to sleep and were woken.
+fn wakeups() -> u64 {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    (0..metrics.num_workers())
+        .map(|w| metrics.worker_park_unpark_count(w))
+        .sum()
+}
