@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use connector_host::bench::Native;
+use connector_host::bench::{Native, executor_wakeups};
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{
     ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime, RuntimeConfig,
@@ -62,7 +62,7 @@ async fn run(wasm: bool, calls: u32) -> Result<(), Box<dyn std::error::Error + S
         wait_seconds: 0,
     };
 
-    let wakeups_before = wakeups();
+    let wakeups_before = executor_wakeups();
     let start = Instant::now();
     for _ in 0..calls {
         sim.set_network_status(AGENT, "connected");
@@ -79,15 +79,7 @@ async fn run(wasm: bool, calls: u32) -> Result<(), Box<dyn std::error::Error + S
         "{}: {:?} and {:.2} executor wake-ups per isolate, over {calls} calls",
         if wasm { "wasm" } else { "native" },
         start.elapsed() / calls,
-        (wakeups() - wakeups_before) as f64 / f64::from(calls),
+        (executor_wakeups() - wakeups_before) as f64 / f64::from(calls),
     );
     Ok(())
-}
-
-/// How often the runtime's worker threads went to sleep and were woken.
-fn wakeups() -> u64 {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    (0..metrics.num_workers())
-        .map(|w| metrics.worker_park_unpark_count(w))
-        .sum()
 }

@@ -156,7 +156,10 @@ struct Round {
 /// Times the current executor's threads have parked and been unparked so
 /// far. Each is a sleep and a wake-up of an OS thread: on a multi-threaded
 /// executor, mostly one thread handing a task to another.
-fn executor_wakeups() -> u64 {
+///
+/// # Panics
+/// Outside a tokio runtime.
+pub fn executor_wakeups() -> u64 {
     let metrics = tokio::runtime::Handle::current().metrics();
     (0..metrics.num_workers())
         .map(|worker| metrics.worker_park_unpark_count(worker))
