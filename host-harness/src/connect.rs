@@ -22,7 +22,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::{Sleep, sleep_until, timeout};
+use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::policy::Route;
@@ -279,17 +279,13 @@ impl BetweenBytes {
 
     /// The timer for the wait that starts or goes on now.
     fn wait(&mut self) -> Pin<&mut Sleep> {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        let timer = match self.timer.take() {
-            Some(mut timer) if !self.waiting => {
-                timer.as_mut().reset(deadline);
-                timer
-            }
-            Some(timer) => timer,
-            None => Box::pin(sleep_until(deadline)),
-        };
-        self.waiting = true;
-        self.timer.insert(timer).as_mut()
+        let starts = !std::mem::replace(&mut self.waiting, true);
+        let limit = self.limit;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(sleep(limit)));
+        if starts {
+            timer.as_mut().reset(tokio::time::Instant::now() + limit);
+        }
+        timer.as_mut()
     }
 }
 
