@@ -27,6 +27,7 @@ mod demo;
 mod ingest;
 mod output;
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -128,12 +129,14 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
     }
 }
 
-/// The `--component` file's bytes, or the built-in connector's.
-fn component(cli: &Cli) -> Result<Vec<u8>, UsageError> {
+/// The `--component` file's bytes, or the built-in connector's (borrowed,
+/// not copied).
+fn component(cli: &Cli) -> Result<Cow<'static, [u8]>, UsageError> {
     match &cli.component {
         Some(path) => std::fs::read(path)
+            .map(Cow::Owned)
             .map_err(|e| UsageError(format!("cannot read --component {}: {e}", path.display()))),
-        None => Ok(connector_host::COMPONENT.to_vec()),
+        None => Ok(Cow::Borrowed(connector_host::COMPONENT)),
     }
 }
 
