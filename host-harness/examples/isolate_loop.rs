@@ -14,14 +14,11 @@
 
 use std::time::Instant;
 
-use connector_host::bench::{Native, executor_wakeups};
-use connector_host::simulator::{Simulator, tokens};
-use connector_host::{
-    ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime, RuntimeConfig,
-};
+use connector_host::RuntimeConfig;
+use connector_host::bench::{Native, Wasm, executor_wakeups};
+use connector_host::simulator::Simulator;
 
 const AGENT: &str = "1800000000000000000";
-const CONSOLE: &str = "bench.sentinelone.net";
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,28 +46,18 @@ async fn run(wasm: bool, calls: u32) -> Result<(), Box<dyn std::error::Error + S
     // One call at a time: one call slot keeps the pool's address-space
     // reservation small enough for valgrind.
     let config = RuntimeConfig::default().max_concurrent_calls(1);
-    let runtime = Runtime::with_config(connector_host::COMPONENT, config.clone())?;
     let sim = Simulator::start().await?;
     sim.set_logging(false);
     sim.add_agent(AGENT, "BENCH-0000");
-    let policy = CallPolicy::with_egress(EgressPolicy::default().connect_to(CONSOLE, sim.addr())?);
-    let connection = Connection::new("bench", tokens::ADMIN);
+    let wasm_side = Wasm::new(connector_host::COMPONENT, sim.addr(), &config)?;
     let native = Native::new(sim.addr(), &config);
-    let select = HostSelector::AgentId(AGENT.to_owned());
-    let options = ActionOptions {
-        protected_hosts: Vec::new(),
-        wait_seconds: 0,
-    };
 
     let wakeups_before = executor_wakeups();
     let start = Instant::now();
     for _ in 0..calls {
         sim.set_network_status(AGENT, "connected");
         if wasm {
-            let outcome = runtime
-                .isolate_host(&connection, &select, &options, &policy)
-                .await;
-            outcome.result.map_err(|e| format!("{e:?}"))?;
+            wasm_side.isolate("bench", AGENT).await?;
         } else {
             native.isolate("bench", AGENT).await?;
         }

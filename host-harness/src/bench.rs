@@ -113,15 +113,9 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
         })
         .collect();
     let config = RuntimeConfig::default().max_concurrent_calls(max_level);
-    let runtime = Runtime::with_config(component, config.clone())?;
     let bench = Arc::new(Bench {
+        wasm: Wasm::new(component, sim.addr(), &config)?,
         native: Native::new(sim.addr(), &config),
-        policy: CallPolicy::with_egress(
-            EgressPolicy::default()
-                .connect_to(HOST, sim.addr())
-                .map_err(|e| HostError::Config(e.to_string()))?,
-        ),
-        runtime,
         sim,
         agents,
     });
@@ -138,9 +132,8 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
 }
 
 struct Bench {
-    runtime: Runtime,
+    wasm: Wasm,
     native: Native,
-    policy: CallPolicy,
     sim: Simulator,
     agents: Vec<String>,
 }
@@ -259,7 +252,7 @@ impl Bench {
                     bench.sim.set_network_status(agent, "connected");
                     let began = Instant::now();
                     if wasm {
-                        bench.wasm_isolate(&tenant, agent).await?;
+                        bench.wasm.isolate(&tenant, agent).await?;
                     } else {
                         bench.native.isolate(&tenant, agent).await?;
                     }
@@ -280,48 +273,25 @@ impl Bench {
         })
     }
 
-    async fn wasm_isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
-        let connection = Connection::new("bench", tokens::ADMIN);
-        let policy = self.policy.clone().tenant(tenant);
-        let outcome = self
-            .runtime
-            .isolate_host(
-                &connection,
-                &HostSelector::AgentId(agent.to_owned()),
-                &ActionOptions {
-                    protected_hosts: Vec::new(),
-                    wait_seconds: 0,
-                },
-                &policy,
-            )
-            .await;
-        match outcome.result {
-            Ok(o) if o.changed => Ok(()),
-            other => Err(HostError::Config(format!(
-                "the benchmark's isolate failed: {other:?}"
-            ))),
-        }
-    }
-
     /// Instantiation alone, the connector versus an empty component, in the
     /// same engine with the same per-call store setup. For context, also
     /// versus a component of the same world whose functions do next to
     /// nothing (the hostile test connector): what any Rust connector with
     /// these imports costs.
     async fn instantiation(&self, iterations: usize) -> Result<Vec<Figure>, HostError> {
-        let engine = self.runtime.engine();
-        let same_world = self.runtime.load_version(crate::HOSTILE_COMPONENT)?;
+        let engine = self.wasm.runtime.engine();
+        let same_world = self.wasm.runtime.load_version(crate::HOSTILE_COMPONENT)?;
         // The smallest valid component: the preamble alone.
         let empty = Component::new(engine, b"\0asm\x0d\0\x01\0")
             .map_err(|e| HostError::Load(e.to_string()))?;
         let empty = Linker::<()>::new(engine)
             .instantiate_pre(&empty)
             .map_err(|e| HostError::Load(e.to_string()))?;
-        let policy = Arc::new(self.policy.clone());
+        let policy = Arc::new(self.wasm.policy.clone());
         let (mut connector, mut baseline, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..iterations {
             let began = Instant::now();
-            self.runtime.instantiate_only(policy.clone()).await?;
+            self.wasm.runtime.instantiate_only(policy.clone()).await?;
             connector.push(began.elapsed());
             let began = Instant::now();
             same_world.instantiate_only(policy.clone()).await?;
@@ -356,7 +326,7 @@ impl Bench {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let began = Instant::now();
-            self.runtime.describe().await?;
+            self.wasm.runtime.describe().await?;
             times.push(began.elapsed());
         }
         Ok(median_time(times))
@@ -374,7 +344,11 @@ impl Bench {
         let config = RuntimeConfig::default().max_concurrent_calls(count);
         let runtime = Arc::new(Runtime::with_config(component, config)?);
         let connection = Connection::new("bench", tokens::STALL);
-        let policy = self.policy.clone().http_timeout(Duration::from_secs(2));
+        let policy = self
+            .wasm
+            .policy
+            .clone()
+            .http_timeout(Duration::from_secs(2));
         let before = resident_bytes().unwrap_or(0);
         let mut calls = tokio::task::JoinSet::new();
         for t in 0..count {
@@ -397,6 +371,63 @@ impl Bench {
             Figure::new("resident_per_instance", per_instance, "KiB").at_most(256.0),
             Figure::new("linear_memory_per_instance", peak as f64 / 1024.0, "KiB"),
         ])
+    }
+}
+
+/// The connector's `isolate-host` for an agent id, in a fresh instance per
+/// call under the default [`CallPolicy`], its egress routed to the
+/// simulator: the benchmark's wasm side, public so that a profiler can run
+/// it alone (`examples/isolate_loop.rs`).
+pub struct Wasm {
+    runtime: Runtime,
+    policy: CallPolicy,
+}
+
+impl Wasm {
+    /// The connector `component`, run by a [`Runtime`] built from `config`,
+    /// sending to the simulator listening on `addr`.
+    ///
+    /// # Errors
+    /// [`HostError`] when the component does not load.
+    pub fn new(
+        component: &[u8],
+        addr: std::net::SocketAddr,
+        config: &RuntimeConfig,
+    ) -> Result<Wasm, HostError> {
+        let egress = EgressPolicy::default()
+            .connect_to(HOST, addr)
+            .map_err(|e| HostError::Config(e.to_string()))?;
+        Ok(Wasm {
+            runtime: Runtime::with_config(component, config.clone())?,
+            policy: CallPolicy::with_egress(egress),
+        })
+    }
+
+    /// Isolates `agent` on `tenant`'s connections.
+    ///
+    /// # Errors
+    /// [`HostError`] when the call fails or changes nothing.
+    pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+        let connection = Connection::new("bench", tokens::ADMIN);
+        let policy = self.policy.clone().tenant(tenant);
+        let outcome = self
+            .runtime
+            .isolate_host(
+                &connection,
+                &HostSelector::AgentId(agent.to_owned()),
+                &ActionOptions {
+                    protected_hosts: Vec::new(),
+                    wait_seconds: 0,
+                },
+                &policy,
+            )
+            .await;
+        match outcome.result {
+            Ok(o) if o.changed => Ok(()),
+            other => Err(HostError::Config(format!(
+                "the benchmark's isolate failed: {other:?}"
+            ))),
+        }
     }
 }
 
