@@ -11,6 +11,7 @@ use crate::console::Console;
 use crate::error::Error;
 use crate::hosts::{self, Host, NetworkState, Selector};
 use crate::info;
+use crate::scrub::Scrub;
 use crate::threats;
 use crate::token::ApiToken;
 use crate::validate::{self, PermissionState};
@@ -54,19 +55,14 @@ impl wit::Guest for Component {
     fn validate_connection(
         conn: wit_types::Connection,
     ) -> Result<wit::ConnectionReport, wit_types::ConnectorError> {
-        with_client(&conn, |client| {
-            validate::validate(client, unix_now()).map(connection_report)
-        })
+        with_client(&conn, |client| validate::validate(client, unix_now())).map(connection_report)
     }
 
     fn get_host(
         conn: wit_types::Connection,
         host: wit_types::HostSelector,
     ) -> Result<wit_types::Host, wit_types::ConnectorError> {
-        with_client(&conn, |client| {
-            let selector = selector(&host)?;
-            hosts::resolve(client, &selector).map(host_record)
-        })
+        with_client(&conn, |client| hosts::resolve(client, &selector(&host)?)).map(host_record)
     }
 
     fn isolate_host(
@@ -98,8 +94,9 @@ impl wit_events::Guest for Component {
         };
         with_client(&conn, |client| {
             let now = unix_now().saturating_mul(1_000_000);
-            threats::fetch(client, checkpoint.as_deref(), options, now).map(threat_page)
+            threats::fetch(client, checkpoint.as_deref(), options, now)
         })
+        .map(threat_page)
     }
 }
 
@@ -142,8 +139,9 @@ fn act(
     let wait = Duration::from_secs(options.wait_seconds.into());
     with_client(conn, |client| {
         let selector = selector(host)?;
-        actions::run(client, &selector, direction, &protected, wait).map(action_outcome)
+        actions::run(client, &selector, direction, &protected, wait)
     })
+    .map(action_outcome)
 }
 
 fn selector(host: &wit_types::HostSelector) -> Result<Selector, Error> {
@@ -192,27 +190,26 @@ fn action_outcome(o: ActionOutcome) -> wit::ActionOutcome {
     }
 }
 
-/// Parses the connection, runs `f` with a client, and converts the error,
-/// scrubbing the token from its message as a last line of defence.
-fn with_client<R>(
+/// Parses the connection, runs `f` with a client, scrubs the token from
+/// whatever it returns (the console may have echoed it into a field, and
+/// an error may quote a hostile console value), and converts the error.
+fn with_client<R: Scrub>(
     conn: &wit_types::Connection,
     f: impl FnOnce(&mut Client<'_, WasiTransport>) -> Result<R, Error>,
 ) -> Result<R, wit_types::ConnectorError> {
     let raw_token = conn.api_token.trim();
-    let result = Console::parse(&conn.management_host).and_then(|console| {
+    let mut result = Console::parse(&conn.management_host).and_then(|console| {
         let token = ApiToken::parse(&conn.api_token)?;
         let mut transport = WasiTransport;
         let mut client = Client::new(console, token, &mut transport);
         f(&mut client)
     });
-    result.map_err(|e| {
-        let e = if raw_token.len() < crate::token::MIN_TOKEN_LEN {
-            e
-        } else {
-            e.map_message(|m| m.replace(raw_token, "[REDACTED]"))
-        };
-        connector_error(e)
-    })
+    // A value too short to be a token was refused before any request, and
+    // replacing it could mangle ordinary words.
+    if raw_token.len() >= crate::token::MIN_TOKEN_LEN {
+        result.scrub(raw_token);
+    }
+    result.map_err(connector_error)
 }
 
 fn unix_now() -> i64 {

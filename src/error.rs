@@ -43,6 +43,23 @@ pub enum Error {
     ProtectedHost(String),
 }
 
+/// The message field of an [`Error`], shared or mutable as `$error` is.
+macro_rules! message_of {
+    ($error:expr) => {
+        match $error {
+            Error::InvalidConfig(m)
+            | Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::NotFound(m)
+            | Error::Unreachable(m)
+            | Error::EgressDenied(m)
+            | Error::Upstream(m)
+            | Error::ProtectedHost(m) => m,
+            Error::RateLimited { message, .. } | Error::Ambiguous { message, .. } => message,
+        }
+    };
+}
+
 impl Error {
     /// The WIT case name, e.g. `invalid-config`.
     pub fn kind(&self) -> &'static str {
@@ -62,45 +79,12 @@ impl Error {
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        match self {
-            Error::InvalidConfig(m)
-            | Error::Unauthorized(m)
-            | Error::Forbidden(m)
-            | Error::NotFound(m)
-            | Error::Unreachable(m)
-            | Error::EgressDenied(m)
-            | Error::Upstream(m)
-            | Error::ProtectedHost(m) => m,
-            Error::RateLimited { message, .. } | Error::Ambiguous { message, .. } => message,
-        }
+        message_of!(self)
     }
 
-    /// The same error with its message passed through `f` (used to redact).
-    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Error {
-        match self {
-            Error::InvalidConfig(m) => Error::InvalidConfig(f(&m)),
-            Error::Unauthorized(m) => Error::Unauthorized(f(&m)),
-            Error::Forbidden(m) => Error::Forbidden(f(&m)),
-            Error::NotFound(m) => Error::NotFound(f(&m)),
-            Error::Unreachable(m) => Error::Unreachable(f(&m)),
-            Error::EgressDenied(m) => Error::EgressDenied(f(&m)),
-            Error::Upstream(m) => Error::Upstream(f(&m)),
-            Error::ProtectedHost(m) => Error::ProtectedHost(f(&m)),
-            Error::Ambiguous {
-                message,
-                candidates,
-            } => Error::Ambiguous {
-                message: f(&message),
-                candidates,
-            },
-            Error::RateLimited {
-                message,
-                retry_after_seconds,
-            } => Error::RateLimited {
-                message: f(&message),
-                retry_after_seconds,
-            },
-        }
+    /// The message, to rewrite in place (used to redact).
+    pub fn message_mut(&mut self) -> &mut String {
+        message_of!(self)
     }
 }
 

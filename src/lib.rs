@@ -13,7 +13,9 @@
 //!   field types;
 //! - [`hosts`] resolves a host selector to exactly one agent, and
 //!   [`actions`] isolates or releases it;
-//! - [`threats`] pulls threats exactly once per version, resumably.
+//! - [`threats`] pulls threats exactly once per version, resumably;
+//! - [`scrub`] clears the token from every result, even one the console
+//!   echoed it into.
 //!
 //! Only the private `component` and `wasi_transport` modules, compiled for
 //! wasm32 alone, touch the generated bindings and `wasi:http`.
@@ -29,6 +31,7 @@ pub mod hosts;
 pub mod info;
 pub mod lenient;
 pub mod retry;
+pub mod scrub;
 pub mod threats;
 pub mod time;
 pub mod token;
