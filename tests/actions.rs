@@ -549,3 +549,46 @@ async fn describe_marks_isolate_and_release_destructive() {
             .any(|f| f.name == "protected-hosts" && !f.required)
     );
 }
+
+#[tokio::test]
+async fn a_console_echoing_the_token_never_gets_it_into_a_host_or_an_outcome() {
+    let sim = Simulator::start().await.unwrap();
+    let echo = |outcome: &dyn std::fmt::Debug| {
+        let everything = format!("{outcome:?}");
+        assert!(!everything.contains(tokens::ECHO), "{everything}");
+    };
+    let selector = HostSelector::AgentId(agents::FINANCE_LAPTOP.into());
+    let found = runtime()
+        .get_host(&connection(CONSOLE, tokens::ECHO), &selector, &policy(&sim))
+        .await;
+    echo(&found);
+    let host = found.result.unwrap();
+    assert_eq!(
+        (host.site.as_str(), host.os.as_str()),
+        ("HQ [REDACTED]", "Windows 11 Pro [REDACTED]")
+    );
+
+    let acted = isolate(&sim, tokens::ECHO, selector, no_options()).await;
+    echo(&acted);
+    let outcome = acted.result.unwrap();
+    assert!(outcome.changed);
+    assert_eq!(outcome.host.account, "Acme [REDACTED]");
+    assert_eq!(
+        action_posts(&sim),
+        [(DISCONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP))]
+    );
+
+    let refused = isolate(
+        &sim,
+        tokens::ECHO,
+        HostSelector::Hostname("RECEPTION-PC".into()),
+        no_options(),
+    )
+    .await;
+    echo(&refused);
+    let ConnectorError::Ambiguous(details) = error(refused) else {
+        panic!("expected ambiguous");
+    };
+    assert_eq!(details.candidates.len(), 2);
+    assert!(details.candidates.iter().all(|h| h.site == "HQ [REDACTED]"));
+}

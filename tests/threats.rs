@@ -302,3 +302,32 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_console_echoing_the_token_never_gets_it_into_a_threat() {
+    let sim = Simulator::start().await.unwrap();
+    let options = FetchOptions {
+        page_size: 50,
+        lookback_seconds: None,
+    };
+    let outcome = runtime()
+        .fetch_threats(
+            &connection(CONSOLE, tokens::ECHO),
+            None,
+            &options,
+            &policy(&sim),
+        )
+        .await;
+    let everything = format!("{outcome:?}");
+    assert!(!everything.contains(tokens::ECHO), "{everything}");
+    let page = outcome.result.unwrap();
+    assert_eq!(page.threats.len(), 50);
+    for threat in &page.threats {
+        assert!(threat.name.ends_with(" [REDACTED]"), "{threat:?}");
+        // The simulator spelt the token with `\u` escapes in `note`: the
+        // raw record is still JSON, and decodes without it.
+        let raw: serde_json::Value = serde_json::from_str(&threat.raw).unwrap();
+        assert_eq!(raw["note"], "[REDACTED]", "{}", threat.raw);
+        assert!(!raw.to_string().contains(tokens::ECHO));
+    }
+}

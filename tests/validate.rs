@@ -435,3 +435,16 @@ async fn describe_lists_the_form_and_actions() {
             .any(|a| a.id == "validate-connection" && !a.destructive)
     );
 }
+
+#[tokio::test]
+async fn a_console_echoing_the_token_never_gets_it_into_the_report() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = validate(&sim, tokens::ECHO).await;
+    let everything = format!("{outcome:?}");
+    assert!(!everything.contains(tokens::ECHO), "{everything}");
+    let report = outcome.result.unwrap();
+    assert_eq!(
+        (report.user.as_deref(), report.role.as_deref()),
+        (Some("SOAR Automation [REDACTED]"), Some("Admin [REDACTED]"))
+    );
+}

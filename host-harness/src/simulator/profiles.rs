@@ -44,6 +44,8 @@ pub mod tokens {
     pub const THREATS_CHURN: &str = "sim-threats-churn-8d3b47";
     /// Admin; threat pages after the third answer a plain-text 500.
     pub const THREATS_FAIL_AFTER_3: &str = "sim-threats-fail-after-3-2c9e10";
+    /// Admin; every answer echoes this token back, plainly and in escapes.
+    pub const ECHO: &str = "sim-echo-token-b5d07e";
 }
 
 /// Every permission the simulator checks.
@@ -156,6 +158,11 @@ pub struct TokenProfile {
     pub threat_churn: u32,
     /// Serve `nextCursor` percent-encoded, as some consoles do.
     pub percent_encoded_cursors: bool,
+    /// Echo the caller's token back in every JSON answer, as a broken or
+    /// hostile console might: appended to display fields (site, account,
+    /// OS, user and threat names), and spelt with `\u` escapes in a `note`
+    /// field of every record.
+    pub echo_token: bool,
 }
 
 const DAY: i64 = 86_400;
@@ -177,6 +184,7 @@ impl TokenProfile {
             faults: Vec::new(),
             threat_churn: 0,
             percent_encoded_cursors: false,
+            echo_token: false,
         }
     }
 
@@ -210,6 +218,12 @@ impl TokenProfile {
     /// Serves threat cursors percent-encoded.
     pub fn percent_encoded_cursors(mut self) -> TokenProfile {
         self.percent_encoded_cursors = true;
+        self
+    }
+
+    /// Echoes the token back in answers (see [`TokenProfile::echo_token`]).
+    pub fn echo_token(mut self) -> TokenProfile {
+        self.echo_token = true;
         self
     }
 
@@ -311,6 +325,7 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
                     .after(3),
             ),
         ),
+        (ECHO, TokenProfile::admin("echo").echo_token()),
         (
             ACTION_STALL,
             TokenProfile::admin("action-stall")

@@ -68,7 +68,78 @@ pub(crate) async fn handle(
             )
         }
         Some(fault) => fault_response(fault, stop).await,
+        None if profile.echo_token => {
+            let token = token.unwrap_or_default();
+            echo(route(state, &parts, &body, &profile), &token).await
+        }
         None => route(state, &parts, &body, &profile),
+    }
+}
+
+/// Display fields an echoing console appends the token to. Fields that
+/// selectors match on (ids, names, addresses) are left alone, so lookups
+/// still find their agents.
+const ECHO_FIELDS: [&str; 7] = [
+    "siteName",
+    "accountName",
+    "osName",
+    "fullName",
+    "roleName",
+    "threatName",
+    "agentComputerName",
+];
+
+/// Stands for the escaped token until the answer is serialised.
+const ECHO_MARK: &str = "@@echo@@";
+
+/// `response`, a JSON answer, rewritten the way a console that echoes the
+/// caller's token would write it.
+async fn echo(response: Response<SimBody>, token: &str) -> Response<SimBody> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes).boxed());
+    };
+    match value.get_mut("data") {
+        Some(Value::Array(items)) => items.iter_mut().for_each(|item| echo_into(item, token)),
+        Some(item) => echo_into(item, token),
+        None => {}
+    }
+    let spelt: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", u32::from(c)))
+        .collect();
+    let text = value.to_string().replace(ECHO_MARK, &spelt);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(text)).boxed())
+}
+
+/// Appends `token` to the display fields of `record` and everything in it,
+/// and gives the record a `note` holding the token in escapes.
+fn echo_into(record: &mut Value, token: &str) {
+    fn append(value: &mut Value, token: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match v {
+                        Value::String(s) if ECHO_FIELDS.contains(&key.as_str()) => {
+                            s.push(' ');
+                            s.push_str(token);
+                        }
+                        other => append(other, token),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| append(v, token)),
+            _ => {}
+        }
+    }
+    append(record, token);
+    if let Value::Object(map) = record {
+        map.insert("note".into(), Value::String(ECHO_MARK.into()));
     }
 }
 
