@@ -262,3 +262,41 @@ async fn an_explicit_loopback_route_is_the_only_way_to_loopback() {
     assert_eq!(outcome.result.unwrap().user.as_deref(), Some("status 200"));
     assert_eq!(sim.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_guest_that_puts_the_token_in_a_request_line_never_gets_it_into_the_audit_or_an_error() {
+    // The hostile connector's connection token is "hostile-token". Per
+    // authority: the audited host, and the destination the host error names
+    // (`None`: allowed by name, the lookup fails and the guest reports it).
+    // The user-info part is never shown: it says nothing about where the
+    // request went.
+    for (authority, audited, denied) in [
+        (
+            "hostile-token@evil.example.com",
+            "evil.example.com",
+            Some("evil.example.com"),
+        ),
+        (
+            "hostile-token.evil.example.com",
+            "[REDACTED].evil.example.com",
+            Some("[REDACTED].evil.example.com"),
+        ),
+        (
+            "hostile-token.sentinelone.net",
+            "[REDACTED].sentinelone.net",
+            None,
+        ),
+    ] {
+        let outcome = misbehave(&format!("fetch:{authority}"), &CallPolicy::default()).await;
+        let everything = format!("{outcome:?}");
+        assert!(!everything.contains("hostile-token"), "{everything}");
+        assert_eq!(outcome.requests[0].host, audited);
+        match (&outcome.result, denied) {
+            (Err(CallError::Host(HostError::EgressDenied(d))), Some(expected)) => {
+                assert_eq!(d, expected)
+            }
+            (Ok(_), None) => {}
+            (other, _) => panic!("{authority}: {other:?}"),
+        }
+    }
+}

@@ -24,30 +24,128 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
-/// The records of one call, shared between the hooks and the response bodies.
+/// The call's API token, kept out of every record, trace event and error
+/// the host writes: a guest may put it anywhere in a request (the host
+/// name, the user-info, the method), and the console may echo it back.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct AuditLog(Arc<Mutex<Vec<AuditRecord>>>);
+pub(crate) struct Secret(Option<Arc<str>>);
+
+impl Secret {
+    /// Short values are not tokens the connector accepts; replacing them
+    /// would only mangle ordinary text.
+    const MIN_LEN: usize = 8;
+
+    /// The secret `token` (trimmed, as the connector uses it), or none.
+    pub(crate) fn new(token: Option<&str>) -> Secret {
+        Secret(
+            token
+                .map(str::trim)
+                .filter(|t| t.len() >= Secret::MIN_LEN)
+                .map(Arc::from),
+        )
+    }
+
+    /// `text` with every occurrence of the secret replaced by `[REDACTED]`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        match &self.0 {
+            Some(s) if text.contains(&**s) => text.replace(&**s, REDACTED),
+            _ => text.to_owned(),
+        }
+    }
+
+    fn redact_in_place(&self, text: &mut String) {
+        if self.0.as_deref().is_some_and(|s| text.contains(s)) {
+            *text = self.redact(text);
+        }
+    }
+}
+
+const REDACTED: &str = "[REDACTED]";
+
+/// The records of one call, shared between the hooks and the response
+/// bodies. Every record is redacted as it is stored.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditLog {
+    records: Arc<Mutex<Vec<AuditRecord>>>,
+    secret: Secret,
+}
 
 impl AuditLog {
-    /// Adds a record and returns its index for later updates.
-    pub(crate) fn push(&self, record: AuditRecord) -> usize {
-        let mut records = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// An empty log that keeps `secret` out of its records.
+    pub(crate) fn new(secret: Secret) -> AuditLog {
+        AuditLog {
+            records: Arc::default(),
+            secret,
+        }
+    }
+
+    /// Adds a record still in progress and returns its index for
+    /// [`AuditLog::finish`].
+    pub(crate) fn push(&self, mut record: AuditRecord) -> usize {
+        self.redact(&mut record);
+        let mut records = self.lock();
         records.push(record);
         records.len() - 1
     }
 
+    /// Adds a finished record, and traces it.
+    pub(crate) fn record(&self, record: AuditRecord) {
+        let index = self.push(record);
+        self.finish(index, |_| {});
+    }
+
     /// Changes record `index` in place.
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
-        let mut records = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(record) = records.get_mut(index) {
+        if let Some(record) = self.lock().get_mut(index) {
             f(record);
+            self.redact(record);
+        }
+    }
+
+    /// Completes record `index`, and traces it.
+    pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
+        if let Some(record) = self.lock().get_mut(index) {
+            f(record);
+            self.redact(record);
+            trace(record);
         }
     }
 
     /// A copy of every record so far.
     pub(crate) fn snapshot(&self) -> Vec<AuditRecord> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().clone()
     }
+
+    /// The secret this log keeps out, for the call's errors.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    fn redact(&self, record: &mut AuditRecord) {
+        self.secret.redact_in_place(&mut record.method);
+        self.secret.redact_in_place(&mut record.host);
+        self.secret.redact_in_place(&mut record.outcome);
+        record.path = redact_path(&self.secret.redact(&record.path));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AuditRecord>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One `tracing` event per finished request.
+fn trace(record: &AuditRecord) {
+    tracing::info!(
+        target: "connector_host::audit",
+        method = %record.method,
+        host = %record.host,
+        path = %record.path,
+        status = record.status,
+        bytes = record.bytes,
+        duration_ms = record.duration_ms,
+        outcome = %record.outcome,
+        "request"
+    );
 }
 
 /// Milliseconds, saturating.
@@ -55,17 +153,11 @@ pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `path` with `secret` and the values of token-like query parameters
-/// replaced by `[REDACTED]`.
-pub(crate) fn redact_path(path: &str, secret: Option<&str>) -> String {
-    let path = match secret {
-        // Short values are not tokens the connector accepts; replacing them
-        // would only mangle the path.
-        Some(s) if s.len() >= 8 => path.replace(s, "[REDACTED]"),
-        _ => path.to_owned(),
-    };
+/// `path` with the values of token-like query parameters replaced by
+/// `[REDACTED]`.
+fn redact_path(path: &str) -> String {
     let Some((base, query)) = path.split_once('?') else {
-        return path;
+        return path.to_owned();
     };
     let query: Vec<String> = query
         .split('&')
@@ -88,18 +180,45 @@ fn is_secret_param(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn record(method: &str, host: &str, path: &str) -> AuditRecord {
+        AuditRecord {
+            method: method.into(),
+            host: host.into(),
+            path: path.into(),
+            status: None,
+            bytes: 0,
+            duration_ms: 0,
+            outcome: "pending".into(),
+        }
+    }
+
     #[test]
-    fn redacts_secret_and_token_params() {
+    fn redacts_the_secret_everywhere_and_token_params() {
+        let log = AuditLog::new(Secret::new(Some(" s3cr3t-token ")));
+        let index = log.push(record(
+            "s3cr3t-token",
+            "s3cr3t-token.example.com",
+            "/a/s3cr3t-token?APIToken=s3cr3t-token&limit=1&apiToken=other",
+        ));
+        log.finish(index, |r| r.outcome = "failed: s3cr3t-token".into());
         assert_eq!(
-            redact_path(
-                "/a/s3cr3t-token?APIToken=s3cr3t-token&limit=1&apiToken=other",
-                Some("s3cr3t-token")
-            ),
-            "/a/[REDACTED]?APIToken=[REDACTED]&limit=1&apiToken=[REDACTED]"
+            log.snapshot(),
+            [AuditRecord {
+                outcome: "failed: [REDACTED]".into(),
+                ..record(
+                    "[REDACTED]",
+                    "[REDACTED].example.com",
+                    "/a/[REDACTED]?APIToken=[REDACTED]&limit=1&apiToken=[REDACTED]"
+                )
+            }]
         );
-        assert_eq!(
-            redact_path("/web/api/v2.1/user", None),
-            "/web/api/v2.1/user"
-        );
+        let plain = AuditLog::new(Secret::new(None));
+        plain.record(record("GET", "h", "/web/api/v2.1/user"));
+        assert_eq!(plain.snapshot()[0].path, "/web/api/v2.1/user");
+    }
+
+    #[test]
+    fn a_short_value_is_no_secret() {
+        assert_eq!(Secret::new(Some("abc")).redact("abc abc"), "abc abc");
     }
 }

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::audit::{AuditLog, AuditRecord, millis, redact_path};
+use crate::audit::{AuditLog, AuditRecord, millis};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -22,9 +22,8 @@ type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
 /// Per-call hook state.
 pub(crate) struct PolicyHooks {
     pub(crate) policy: Arc<CallPolicy>,
+    /// The call's audit trail, which keeps the API token out of it.
     pub(crate) audit: AuditLog,
-    /// The call's API token, redacted from every audit record.
-    pub(crate) secret: Option<String>,
     /// Requests the guest has asked to send in this call.
     pub(crate) requested: u32,
     /// What the guest tried and was refused, beyond the request cap.
@@ -93,22 +92,23 @@ impl WasiHttpHooks for PolicyHooks {
             if self.requested == max + 1 {
                 let outcome =
                     format!("denied: request cap of {max} reached; later requests not recorded");
-                let record = audit_record(&request, self.secret.as_deref(), outcome);
-                trace(&record);
-                self.audit.push(record);
+                self.audit.record(audit_record(&request, outcome));
             }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let mut record = audit_record(&request, self.secret.as_deref(), "pending".into());
+        let mut record = audit_record(&request, "pending".into());
         let uri = request.uri();
         let (host, route) = match self.policy.egress.decide(uri) {
             Ok(decided) => decided,
             Err(why) => {
                 record.outcome = format!("denied: {why}");
-                trace(&record);
-                self.audit.push(record);
+                self.audit.record(record);
+                // The user-info part (`user@`) says nothing about where the
+                // request went, and may hold a secret.
+                let authority = uri.authority().map_or("", |a| a.as_str());
+                let destination = authority.rsplit_once('@').map_or(authority, |(_, d)| d);
                 self.violations
-                    .denied(uri.authority().map_or("", |a| a.as_str()));
+                    .denied(&self.audit.secret().redact(destination));
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
@@ -174,27 +174,22 @@ async fn send(
             Ok((response, io))
         }
         Err(error) => {
-            audit.update(index, |r| {
+            audit.finish(index, |r| {
                 r.outcome = outcome_of(&error);
                 r.duration_ms = millis(started.elapsed());
-                trace(r);
             });
             Err(error)
         }
     }
 }
 
-/// A new record for `request`, its path redacted.
-fn audit_record(
-    request: &http::Request<WasiBody>,
-    secret: Option<&str>,
-    outcome: String,
-) -> AuditRecord {
+/// A new record for `request` (the log redacts it).
+fn audit_record(request: &http::Request<WasiBody>, outcome: String) -> AuditRecord {
     let uri = request.uri();
     AuditRecord {
         method: request.method().to_string(),
         host: uri.host().unwrap_or_default().to_ascii_lowercase(),
-        path: redact_path(uri.path_and_query().map_or("/", |p| p.as_str()), secret),
+        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
         status: None,
         bytes: 0,
         duration_ms: 0,
@@ -247,20 +242,6 @@ fn outcome_of(error: &HttpError) -> String {
     }
 }
 
-fn trace(record: &AuditRecord) {
-    tracing::info!(
-        target: "connector_host::audit",
-        method = %record.method,
-        host = %record.host,
-        path = %record.path,
-        status = record.status,
-        bytes = record.bytes,
-        duration_ms = record.duration_ms,
-        outcome = %record.outcome,
-        "request"
-    );
-}
-
 /// A response body that counts bytes into the audit record and stops at the
 /// policy's cap.
 struct AuditedBody {
@@ -280,11 +261,10 @@ impl AuditedBody {
         }
         self.finished = true;
         let (bytes, ms) = (self.bytes, millis(self.started.elapsed()));
-        self.audit.update(self.index, |r| {
+        self.audit.finish(self.index, |r| {
             r.bytes = bytes;
             r.duration_ms = ms;
             r.outcome = outcome;
-            trace(r);
         });
     }
 }

@@ -25,7 +25,9 @@
 //! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
 //!   timeouts, body caps, memory, CPU, request count and a deadline.
 //! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
-//! - Every request yields an [`AuditRecord`], with the token redacted.
+//! - Every request yields an [`AuditRecord`]; the call's token is redacted from
+//!   it, from its trace event and from the call's errors, wherever the guest
+//!   put it.
 //! - [`simulator`] is a SentinelOne Management API simulator for demos and tests.
 
 #![warn(missing_docs)]

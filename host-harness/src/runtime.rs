@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, Secret};
 use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
 use crate::hooks::{PolicyHooks, Violations};
@@ -85,6 +85,25 @@ impl Connection {
     }
 }
 
+/// The message field of a [`ConnectorError`], shared or mutable as
+/// `$error` is.
+macro_rules! connector_message {
+    ($error:expr) => {
+        match $error {
+            ConnectorError::InvalidConfig(m)
+            | ConnectorError::Unauthorized(m)
+            | ConnectorError::Forbidden(m)
+            | ConnectorError::NotFound(m)
+            | ConnectorError::Unreachable(m)
+            | ConnectorError::EgressDenied(m)
+            | ConnectorError::Upstream(m)
+            | ConnectorError::ProtectedHost(m) => m,
+            ConnectorError::RateLimited(types::RateLimit { message, .. })
+            | ConnectorError::Ambiguous(types::AmbiguousHosts { message, .. }) => message,
+        }
+    };
+}
+
 impl ConnectorError {
     /// The WIT case name, e.g. `invalid-config`.
     pub fn kind(&self) -> &'static str {
@@ -104,18 +123,15 @@ impl ConnectorError {
 
     /// The message for the connection's owner.
     pub fn message(&self) -> &str {
-        match self {
-            ConnectorError::InvalidConfig(m)
-            | ConnectorError::Unauthorized(m)
-            | ConnectorError::Forbidden(m)
-            | ConnectorError::NotFound(m)
-            | ConnectorError::Unreachable(m)
-            | ConnectorError::EgressDenied(m)
-            | ConnectorError::Upstream(m)
-            | ConnectorError::ProtectedHost(m) => m,
-            ConnectorError::RateLimited(r) => &r.message,
-            ConnectorError::Ambiguous(a) => &a.message,
-        }
+        connector_message!(self)
+    }
+
+    /// The same error with `secret` kept out of its message: a connector
+    /// may quote what the console or the user sent.
+    fn redacted(mut self, secret: &Secret) -> ConnectorError {
+        let message: &mut String = connector_message!(&mut self);
+        *message = secret.redact(message);
+        self
     }
 }
 
@@ -647,7 +663,7 @@ impl Runtime {
     }
 
     fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
-        let audit = AuditLog::default();
+        let audit = AuditLog::new(Secret::new(secret));
         let limits = StoreLimitsBuilder::new()
             .memory_size(
                 policy
@@ -658,10 +674,6 @@ impl Runtime {
             .tables(16)
             .memories(8)
             .build();
-        let secret = secret
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
         let budget_ticks = u64::try_from(policy.cpu_budget.as_millis() / EPOCH_TICK.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -674,7 +686,6 @@ impl Runtime {
                 tenant: Arc::from(policy.tenant.as_str()),
                 policy,
                 audit: audit.clone(),
-                secret,
                 requested: 0,
                 violations: Violations::default(),
                 pools: self.pools.clone(),
@@ -796,10 +807,11 @@ fn outcome<T>(
     started: Instant,
     memory_bytes: usize,
 ) -> Outcome<T> {
+    let secret = audit.secret();
     let result = match result {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(CallError::Connector(e)),
-        Err(e) => Err(CallError::Host(e)),
+        Ok(Err(e)) => Err(CallError::Connector(e.redacted(secret))),
+        Err(e) => Err(CallError::Host(e.redacted(secret))),
     };
     let elapsed = started.elapsed();
     let requests = audit.snapshot();
