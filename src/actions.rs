@@ -80,7 +80,8 @@ pub struct ActionOutcome {
     pub changed: bool,
     /// The state read back afterwards.
     pub network_state: NetworkState,
-    /// One sentence for the admin.
+    /// One sentence for the admin, then a warning if the console reports
+    /// more agents affected than the one named.
     pub detail: String,
 }
 
@@ -134,7 +135,20 @@ pub fn run<T: Transport>(
             match parse_json::<Value>(&r, Method::Post, direction.endpoint()) {
                 Ok(value) => match value.pointer("/data/affected").and_then(Value::as_u64) {
                     Some(0) => return Err(nothing_affected(&host, direction)),
-                    Some(_) => return accepted(client, host, direction, wait, &what),
+                    Some(1) => return accepted(client, host, direction, wait, &what),
+                    Some(n) => {
+                        // The request named one agent id; a console that
+                        // reports more has acted beyond it, and the admin
+                        // must hear of it even though this agent is done.
+                        let mut outcome = accepted(client, host, direction, wait, &what)?;
+                        outcome.detail.push_str(&format!(
+                            " Warning: the console reports {n} agents affected, although the \
+                             request named only this one; check the console's activity log for \
+                             which other agents were {}d.",
+                            direction.verb()
+                        ));
+                        return Ok(outcome);
+                    }
                     None => format!(
                         "an answer without an 'affected' count ({})",
                         body::summarize(&r.body)
@@ -332,6 +346,23 @@ mod tests {
         assert_eq!(
             t.sent[1].path_and_query,
             "/web/api/v2.1/agents/actions/disconnect"
+        );
+    }
+
+    #[test]
+    fn more_agents_affected_than_named_is_reported() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":3}}"#)
+            .reply(200, &page("disconnecting"));
+        let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+        assert!(out.changed);
+        assert_eq!(posts(&t), [r#"{"data":{},"filter":{"ids":["42"]}}"#]);
+        assert!(
+            out.detail.contains("reports 3 agents affected")
+                && out.detail.contains("which other agents were isolated"),
+            "{}",
+            out.detail
         );
     }
 
