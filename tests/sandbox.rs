@@ -300,3 +300,31 @@ async fn a_guest_that_puts_the_token_in_a_request_line_never_gets_it_into_the_au
         }
     }
 }
+
+#[tokio::test]
+async fn hoarding_host_side_resources_is_stopped_with_its_own_error() {
+    // Header maps live in host memory, which the linear-memory cap does not
+    // see: before the handle limit, one such call held 4 GB of host memory
+    // when its CPU budget stopped it. Now it is stopped within a thousand
+    // handles of 16 KiB, or at the first header map over 32 KiB.
+    for (behaviour, why) in [
+        ("hoard:16", "more than 1000 live handles"),
+        ("hoard:100", "a header map over 32768 bytes"),
+    ] {
+        let started = Instant::now();
+        let err = host_error(misbehave(behaviour, &CallPolicy::default()).await);
+        assert!(
+            matches!(&err, HostError::HostResources(m) if m == why),
+            "{behaviour}: {err:?}"
+        );
+        assert_eq!(err.kind(), "host-resources");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{behaviour}: stopped after {:?}",
+            started.elapsed()
+        );
+    }
+    // The real connector stays far inside both limits.
+    let sim = Simulator::start().await.unwrap();
+    assert!(validate(&sim, tokens::ADMIN).await.result.is_ok());
+}

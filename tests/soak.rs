@@ -31,6 +31,9 @@ fn behaviour(n: usize) -> (&'static str, &'static str) {
     if n % 100 == 50 {
         return ("spin", "cpu-budget");
     }
+    if n % 100 == 25 {
+        return ("hoard:16", "host-resources");
+    }
     [
         ("state", "ok"),
         ("trap", "trap"),

@@ -50,6 +50,11 @@ pub enum HostError {
          allow the domain if it is a legitimate console"
     )]
     EgressDenied(String),
+    /// The guest held more host-side resources than a call allows (too
+    /// many live handles, or an oversized header map: host memory that the
+    /// linear-memory cap does not see) and was stopped.
+    #[error("the connector held more host resources than a call allows ({0}) and was stopped")]
+    HostResources(String),
     /// The guest tried to send a request body larger than the call's cap;
     /// the request was cut off and the call's result discarded.
     #[error("the connector tried to send a request body over the {0}-byte cap")]
@@ -71,6 +76,7 @@ impl HostError {
             HostError::QueueTimeout(_) => "queue-timeout",
             HostError::EgressDenied(_) => "egress-denied",
             HostError::RequestTooLarge(_) => "request-too-large",
+            HostError::HostResources(_) => "host-resources",
         }
     }
 

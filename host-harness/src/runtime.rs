@@ -170,6 +170,24 @@ pub struct Outcome<T> {
 /// The future of one exported call.
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
+/// Resources (`wasi:http` requests, header maps, streams, pollables, ...)
+/// a call's guest may hold at once. Each lives in host memory, which the
+/// linear-memory cap does not see. The connector's end-to-end tests all
+/// pass with a limit of 10.
+const MAX_LIVE_HANDLES: usize = 1_000;
+
+/// Bytes of one header map a guest builds (wasmtime-wasi-http's in-memory
+/// measure): room for an 8 KiB token in `Authorization` and the rest of a
+/// request's headers. With [`MAX_LIVE_HANDLES`] this bounds what header maps
+/// can hold in host memory to 32 MiB per call.
+const MAX_HEADER_MAP_BYTES: usize = 32 * 1024;
+
+fn http_ctx() -> WasiHttpCtx {
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(MAX_HEADER_MAP_BYTES);
+    http
+}
+
 /// How often the engine's epoch advances; the unit of the CPU budget.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -681,7 +699,7 @@ impl Runtime {
             table: ResourceTable::new(),
             // No preopens, environment, arguments, stdio or sockets.
             wasi: WasiCtxBuilder::new().build(),
-            http: WasiHttpCtx::new(),
+            http: http_ctx(),
             hooks: PolicyHooks {
                 tenant: Arc::from(policy.tenant.as_str()),
                 policy,
@@ -700,6 +718,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.set_max_component_handles(MAX_LIVE_HANDLES);
         // Each tick that lands while wasm runs counts against the budget;
         // waiting on the host (HTTP) costs at most one tick per wait.
         store.set_epoch_deadline(1);
@@ -782,14 +801,23 @@ fn enforce_limits<T>(
 }
 
 /// A short trap description (the trap code, or the root cause); the full
-/// wasm backtrace goes to a debug event instead of the error.
+/// wasm backtrace goes to a debug event instead of the error. The two host
+/// resource limits (see [`MAX_LIVE_HANDLES`]) stop a guest with a plain
+/// error, told apart here by wasmtime's own wording, which the sandbox tests
+/// pin down.
 fn trap(error: wasmtime::Error) -> HostError {
     tracing::debug!(target: "connector_host::trap", "{error:?}");
     let reason = match error.downcast_ref::<wasmtime::Trap>() {
         Some(code) => format!("wasm trap: {code}"),
         None => error.root_cause().to_string(),
     };
-    HostError::Trap(reason)
+    if reason.contains("handle limit exceeded") {
+        HostError::HostResources(format!("more than {MAX_LIVE_HANDLES} live handles"))
+    } else if reason.contains("fields exceeds limit") {
+        HostError::HostResources(format!("a header map over {MAX_HEADER_MAP_BYTES} bytes"))
+    } else {
+        HostError::Trap(reason)
+    }
 }
 
 async fn with_deadline<T>(

@@ -12,6 +12,9 @@
 //!   call left in linear memory before leaving its own on the heap and the
 //!   shadow stack, reported as `role` (`residue 0, then 4608` unless
 //!   memory leaks between calls);
+//! - `hoard:<kib>`: keeps creating `wasi:http` header maps holding one
+//!   `<kib>` KiB header each, never dropping them (host memory that linear
+//!   memory limits do not see); reports how many it made;
 //! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
 //!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
@@ -108,6 +111,22 @@ fn request(authority: &str) -> String {
     }
 }
 
+/// Creates header maps of one `kib` KiB header each until the host stops it,
+/// keeping every one alive; returns how many were made.
+fn hoard(kib: usize) -> String {
+    use wasi::http::types::Fields;
+    let value = vec![b'x'; kib * 1024];
+    let mut made = 0u32;
+    loop {
+        let fields = Fields::new();
+        if fields.append("x-hoard", &value).is_err() {
+            return format!("made {made}; then append refused");
+        }
+        std::mem::forget(fields);
+        made += 1;
+    }
+}
+
 /// POST `mib` MiB to the allowed console in 4 KiB writes, and describe
 /// what happened.
 fn upload(mib: usize) -> String {
@@ -181,6 +200,9 @@ impl c::Guest for Hostile {
                 }
             }
             other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
+            other if other.starts_with("hoard:") => {
+                user = hoard(other["hoard:".len()..].parse().unwrap_or(1));
+            }
             other if other.starts_with("post:") => {
                 user = upload(other["post:".len()..].parse().unwrap_or(1));
             }
