@@ -324,7 +324,16 @@ async fn hoarding_host_side_resources_is_stopped_with_its_own_error() {
             started.elapsed()
         );
     }
-    // The real connector stays far inside both limits.
+    // Random bytes are allocated by the host before the guest's memory cap
+    // could refuse them: a call may ask for 64 KiB, not wasmtime's 64 MiB.
+    let small = misbehave("random:65536", &CallPolicy::default()).await;
+    assert_eq!(small.result.unwrap().user.as_deref(), Some("65536"));
+    let err = host_error(misbehave("random:65537", &CallPolicy::default()).await);
+    assert!(
+        matches!(&err, HostError::HostResources(m) if m == "over 65536 random bytes at once"),
+        "{err:?}"
+    );
+    // The real connector stays far inside these limits.
     let sim = Simulator::start().await.unwrap();
     assert!(validate(&sim, tokens::ADMIN).await.result.is_ok());
 }

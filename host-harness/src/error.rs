@@ -50,9 +50,9 @@ pub enum HostError {
          allow the domain if it is a legitimate console"
     )]
     EgressDenied(String),
-    /// The guest held more host-side resources than a call allows (too
-    /// many live handles, or an oversized header map: host memory that the
-    /// linear-memory cap does not see) and was stopped.
+    /// The guest made the host hold more than a call allows (too many live
+    /// handles, an oversized header map, or too many random bytes at once:
+    /// host memory that the linear-memory cap does not see) and was stopped.
     #[error("the connector held more host resources than a call allows ({0}) and was stopped")]
     HostResources(String),
     /// The guest tried to send a request body larger than the call's cap;

@@ -182,6 +182,10 @@ const MAX_LIVE_HANDLES: usize = 1_000;
 /// can hold in host memory to 32 MiB per call.
 const MAX_HEADER_MAP_BYTES: usize = 32 * 1024;
 
+/// Random bytes one `wasi:random` call may ask for (wasmtime-wasi allows
+/// 64 MiB). Seeds and nonces need a few dozen.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
 fn http_ctx() -> WasiHttpCtx {
     let mut http = WasiHttpCtx::new();
     http.set_field_size_limit(MAX_HEADER_MAP_BYTES);
@@ -697,8 +701,12 @@ impl Runtime {
             .max(1);
         let state = CallState {
             table: ResourceTable::new(),
-            // No preopens, environment, arguments, stdio or sockets.
-            wasi: WasiCtxBuilder::new().build(),
+            // No preopens, environment, arguments, stdio or sockets, and
+            // random bytes in small amounts: the host allocates what a
+            // guest asks for before the guest's memory cap can refuse it.
+            wasi: WasiCtxBuilder::new()
+                .max_random_size(MAX_RANDOM_BYTES)
+                .build(),
             http: http_ctx(),
             hooks: PolicyHooks {
                 tenant: Arc::from(policy.tenant.as_str()),
@@ -801,9 +809,9 @@ fn enforce_limits<T>(
 }
 
 /// A short trap description (the trap code, or the root cause); the full
-/// wasm backtrace goes to a debug event instead of the error. The two host
-/// resource limits (see [`MAX_LIVE_HANDLES`]) stop a guest with a plain
-/// error, told apart here by wasmtime's own wording, which the sandbox tests
+/// wasm backtrace goes to a debug event instead of the error. The host
+/// resource limits ([`MAX_LIVE_HANDLES`] and the two after it) stop a guest
+/// with a plain error, told apart here by wasmtime's own wording, which the sandbox tests
 /// pin down.
 fn trap(error: wasmtime::Error) -> HostError {
     tracing::debug!(target: "connector_host::trap", "{error:?}");
@@ -815,6 +823,8 @@ fn trap(error: wasmtime::Error) -> HostError {
         HostError::HostResources(format!("more than {MAX_LIVE_HANDLES} live handles"))
     } else if reason.contains("fields exceeds limit") {
         HostError::HostResources(format!("a header map over {MAX_HEADER_MAP_BYTES} bytes"))
+    } else if reason.starts_with("requested len") && reason.contains("exceeds limit") {
+        HostError::HostResources(format!("over {MAX_RANDOM_BYTES} random bytes at once"))
     } else {
         HostError::Trap(reason)
     }

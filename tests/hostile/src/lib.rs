@@ -15,6 +15,8 @@
 //! - `hoard:<kib>`: keeps creating `wasi:http` header maps holding one
 //!   `<kib>` KiB header each, never dropping them (host memory that linear
 //!   memory limits do not see); reports how many it made;
+//! - `random:<bytes>`: asks the host for that many random bytes, reporting
+//!   how many came;
 //! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
 //!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
@@ -202,6 +204,12 @@ impl c::Guest for Hostile {
             other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
             other if other.starts_with("hoard:") => {
                 user = hoard(other["hoard:".len()..].parse().unwrap_or(1));
+            }
+            other if other.starts_with("random:") => {
+                let len = other["random:".len()..].parse().unwrap_or(1);
+                user = wasi::random::random::get_random_bytes(len)
+                    .len()
+                    .to_string();
             }
             other if other.starts_with("post:") => {
                 user = upload(other["post:".len()..].parse().unwrap_or(1));
