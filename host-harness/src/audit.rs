@@ -94,19 +94,20 @@ impl AuditLog {
         self.finish(index, |_| {});
     }
 
-    /// Changes record `index` in place.
+    /// Changes record `index` in place: its status, size, duration or
+    /// outcome (the request line was redacted when it was pushed).
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         if let Some(record) = self.lock().get_mut(index) {
             f(record);
-            self.redact(record);
+            self.secret.redact_in_place(&mut record.outcome);
         }
     }
 
-    /// Completes record `index`, and traces it.
+    /// Completes record `index` as [`AuditLog::update`] does, and traces it.
     pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         if let Some(record) = self.lock().get_mut(index) {
             f(record);
-            self.redact(record);
+            self.secret.redact_in_place(&mut record.outcome);
             trace(record);
         }
     }
@@ -122,10 +123,11 @@ impl AuditLog {
     }
 
     fn redact(&self, record: &mut AuditRecord) {
-        self.secret.redact_in_place(&mut record.method);
-        self.secret.redact_in_place(&mut record.host);
-        self.secret.redact_in_place(&mut record.outcome);
-        record.path = redact_path(&self.secret.redact(&record.path));
+        for text in [&mut record.method, &mut record.host, &mut record.outcome] {
+            self.secret.redact_in_place(text);
+        }
+        self.secret.redact_in_place(&mut record.path);
+        record.path = redact_path(&record.path);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AuditRecord>> {
