@@ -391,7 +391,7 @@ impl RuntimeConfig {
             .wasm_component_model(true)
             .epoch_interruption(true);
         if std::env::var_os("CONNECTOR_HOST_PERFMAP").is_some() {
-            // Names guest functions in `perf report`; see the README.
+            // Names guest functions in `perf report`; see docs/performance.md.
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
