@@ -1,5 +1,6 @@
 //! Every call runs in a tracing span carrying its tenant and action, and
-//! ends with an event giving its duration and outcome. Alone in its test
+//! ends with an event giving its duration and outcome; each request runs in
+//! a span of its own inside it. Alone in its test
 //! binary: tracing caches per-callsite interest process-wide, so a test on
 //! another thread without a subscriber could otherwise disable the callsites
 //! this one observes.
@@ -67,11 +68,24 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
         "{}",
         finished[1]
     );
-    // Per-request audit events sit inside the call's span too.
+    // Each request has its own span inside the call's, and its audit event
+    // is traced in it.
+    let audited: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connector_host::audit"))
+        .collect();
+    assert_eq!(audited.len(), 5, "{log}");
     assert!(
-        log.lines()
-            .any(|l| l.contains("connector_call{tenant=acme-corp")
-                && l.contains("connector_host::audit"))
+        audited[0].contains(
+            "connector_call{tenant=acme-corp action=\"validate-connection\"}:connector_request{\
+             method=POST host=tenant.sentinelone.net path=/web/api/v2.1/users/api-token-details}"
+        ),
+        "{}",
+        audited[0]
+    );
+    assert!(
+        audited.iter().all(|l| l.contains("}:connector_request{")),
+        "{log}"
     );
     assert!(
         !log.contains(tokens::ADMIN) && !log.contains(tokens::EXPIRED),

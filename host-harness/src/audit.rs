@@ -63,29 +63,50 @@ impl Secret {
 const REDACTED: &str = "[REDACTED]";
 
 /// The records of one call, shared between the hooks and the response
-/// bodies. Every record is redacted as it is stored.
+/// bodies. Every record is redacted as it is stored, and has a
+/// `connector_request` span, a child of the call's, in which its
+/// completion is traced.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AuditLog {
-    records: Arc<Mutex<Vec<AuditRecord>>>,
+    entries: Arc<Mutex<Vec<Entry>>>,
     secret: Secret,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: AuditRecord,
+    span: tracing::Span,
 }
 
 impl AuditLog {
     /// An empty log that keeps `secret` out of its records.
     pub(crate) fn new(secret: Secret) -> AuditLog {
         AuditLog {
-            records: Arc::default(),
+            entries: Arc::default(),
             secret,
         }
     }
 
-    /// Adds a record still in progress and returns its index for
-    /// [`AuditLog::finish`].
+    /// Adds a record still in progress, opening its span inside the current
+    /// one, and returns its index for [`AuditLog::finish`].
     pub(crate) fn push(&self, mut record: AuditRecord) -> usize {
         self.redact(&mut record);
-        let mut records = self.lock();
-        records.push(record);
-        records.len() - 1
+        let span = tracing::info_span!(
+            "connector_request",
+            method = %record.method,
+            host = %record.host,
+            path = %record.path,
+        );
+        let mut entries = self.lock();
+        entries.push(Entry { record, span });
+        entries.len() - 1
+    }
+
+    /// The span of record `index`, to run the request in.
+    pub(crate) fn span(&self, index: usize) -> tracing::Span {
+        self.lock()
+            .get(index)
+            .map_or_else(tracing::Span::none, |e| e.span.clone())
     }
 
     /// Adds a finished record, and traces it.
@@ -97,7 +118,7 @@ impl AuditLog {
     /// Changes record `index` in place: its status, size, duration or
     /// outcome (the request line was redacted when it was pushed).
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
-        if let Some(record) = self.lock().get_mut(index) {
+        if let Some(Entry { record, .. }) = self.lock().get_mut(index) {
             f(record);
             self.secret.redact_in_place(&mut record.outcome);
         }
@@ -105,16 +126,17 @@ impl AuditLog {
 
     /// Completes record `index` as [`AuditLog::update`] does, and traces it.
     pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
-        if let Some(record) = self.lock().get_mut(index) {
+        if let Some(Entry { record, span }) = self.lock().get_mut(index) {
             f(record);
             self.secret.redact_in_place(&mut record.outcome);
+            let _inside = span.enter();
             trace(record);
         }
     }
 
     /// A copy of every record so far.
     pub(crate) fn snapshot(&self) -> Vec<AuditRecord> {
-        self.lock().clone()
+        self.lock().iter().map(|e| e.record.clone()).collect()
     }
 
     /// The secret this log keeps out, for the call's errors.
@@ -130,12 +152,12 @@ impl AuditLog {
         record.path = redact_path(&record.path);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AuditRecord>> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// One `tracing` event per finished request.
+/// One `tracing` event per finished request, in its span.
 fn trace(record: &AuditRecord) {
     tracing::info!(
         target: "connector_host::audit",

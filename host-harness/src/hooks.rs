@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::audit::{AuditLog, AuditRecord, millis};
@@ -126,7 +127,8 @@ impl WasiHttpHooks for PolicyHooks {
             violations: self.violations.clone(),
         };
         let (pools, cap) = (self.pools.clone(), self.policy.max_response_bytes);
-        Box::new(send(pools, key, sink, cap, request, options))
+        let span = self.audit.span(index);
+        Box::new(send(pools, key, sink, cap, request, options).instrument(span))
     }
 }
 
