@@ -38,6 +38,7 @@ mod cache;
 mod connect;
 mod error;
 mod hooks;
+mod limits;
 mod policy;
 mod pool;
 mod runtime;

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
-    Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -21,6 +20,7 @@ use crate::audit::{AuditLog, AuditRecord, Secret};
 use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
 use crate::hooks::{PolicyHooks, Violations};
+use crate::limits::{self, CpuMeter, Limits, start_epoch_ticker, trap, with_deadline};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 
@@ -170,31 +170,6 @@ pub struct Outcome<T> {
 /// The future of one exported call.
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
-/// Resources (`wasi:http` requests, header maps, streams, pollables, ...)
-/// a call's guest may hold at once. Each lives in host memory, which the
-/// linear-memory cap does not see. The connector's end-to-end tests all
-/// pass with a limit of 10.
-const MAX_LIVE_HANDLES: usize = 1_000;
-
-/// Bytes of one header map a guest builds (wasmtime-wasi-http's in-memory
-/// measure): room for an 8 KiB token in `Authorization` and the rest of a
-/// request's headers. With [`MAX_LIVE_HANDLES`] this bounds what header maps
-/// can hold in host memory to 32 MiB per call.
-const MAX_HEADER_MAP_BYTES: usize = 32 * 1024;
-
-/// Random bytes one `wasi:random` call may ask for (wasmtime-wasi allows
-/// 64 MiB). Seeds and nonces need a few dozen.
-const MAX_RANDOM_BYTES: u64 = 64 * 1024;
-
-fn http_ctx() -> WasiHttpCtx {
-    let mut http = WasiHttpCtx::new();
-    http.set_field_size_limit(MAX_HEADER_MAP_BYTES);
-    http
-}
-
-/// How often the engine's epoch advances; the unit of the CPU budget.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
 /// Per-call store data.
 struct CallState {
     table: ResourceTable,
@@ -202,43 +177,7 @@ struct CallState {
     http: WasiHttpCtx,
     hooks: PolicyHooks,
     limits: Limits,
-    /// Epoch ticks observed while the guest was running wasm code.
-    cpu_ticks: u64,
-    cpu_exceeded: bool,
-}
-
-/// The store's limits, remembering whether a memory grow was refused so a
-/// resulting trap can be reported as what it is.
-struct Limits {
-    inner: StoreLimits,
-    memory_denied: bool,
-    /// The largest memory size granted, initial sizes included.
-    peak: usize,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        self.memory_denied |= !allowed;
-        if allowed {
-            self.peak = self.peak.max(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
+    cpu: CpuMeter,
 }
 
 impl WasiView for CallState {
@@ -686,28 +625,15 @@ impl Runtime {
 
     fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
         let audit = AuditLog::new(Secret::new(secret));
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(
-                policy
-                    .max_memory_bytes
-                    .min(self.config.max_memory_per_instance),
-            )
-            .instances(16)
-            .tables(16)
-            .memories(8)
-            .build();
-        let budget_ticks = u64::try_from(policy.cpu_budget.as_millis() / EPOCH_TICK.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let max_memory = policy
+            .max_memory_bytes
+            .min(self.config.max_memory_per_instance);
         let state = CallState {
             table: ResourceTable::new(),
-            // No preopens, environment, arguments, stdio or sockets, and
-            // random bytes in small amounts: the host allocates what a
-            // guest asks for before the guest's memory cap can refuse it.
-            wasi: WasiCtxBuilder::new()
-                .max_random_size(MAX_RANDOM_BYTES)
-                .build(),
-            http: http_ctx(),
+            wasi: limits::wasi_ctx(),
+            http: limits::http_ctx(),
+            limits: Limits::new(max_memory),
+            cpu: CpuMeter::new(policy.cpu_budget),
             hooks: PolicyHooks {
                 tenant: Arc::from(policy.tenant.as_str()),
                 policy,
@@ -716,29 +642,12 @@ impl Runtime {
                 violations: Violations::default(),
                 pools: self.pools.clone(),
             },
-            limits: Limits {
-                inner: limits,
-                memory_denied: false,
-                peak: 0,
-            },
-            cpu_ticks: 0,
-            cpu_exceeded: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_max_component_handles(MAX_LIVE_HANDLES);
-        // Each tick that lands while wasm runs counts against the budget;
-        // waiting on the host (HTTP) costs at most one tick per wait.
+        store.set_max_component_handles(limits::MAX_LIVE_HANDLES);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            state.cpu_ticks += 1;
-            if state.cpu_ticks > budget_ticks {
-                state.cpu_exceeded = true;
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().cpu.tick()));
         (store, audit)
     }
 
@@ -760,22 +669,6 @@ impl Runtime {
     }
 }
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("connector-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .map(drop)
-        .map_err(|e| HostError::Config(format!("cannot start the epoch ticker: {e}")))
-}
-
 /// Replaces a call's result with the limit it ran into, if any: a trap
 /// caused by a refused memory grow is a memory limit, an interrupted guest
 /// is out of CPU budget, and a guest that sent too many requests, too large
@@ -786,7 +679,7 @@ fn enforce_limits<T>(
     state: &CallState,
     policy: &CallPolicy,
 ) -> Result<Result<T, ConnectorError>, HostError> {
-    if state.cpu_exceeded {
+    if state.cpu.exceeded {
         return Err(HostError::CpuBudget(policy.cpu_budget));
     }
     if state.limits.memory_denied && matches!(result, Err(HostError::Trap(_))) {
@@ -806,37 +699,6 @@ fn enforce_limits<T>(
         }
     }
     result
-}
-
-/// A short trap description (the trap code, or the root cause); the full
-/// wasm backtrace goes to a debug event instead of the error. The host
-/// resource limits ([`MAX_LIVE_HANDLES`] and the two after it) stop a guest
-/// with a plain error, told apart here by wasmtime's own wording, which the sandbox tests
-/// pin down.
-fn trap(error: wasmtime::Error) -> HostError {
-    tracing::debug!(target: "connector_host::trap", "{error:?}");
-    let reason = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(code) => format!("wasm trap: {code}"),
-        None => error.root_cause().to_string(),
-    };
-    if reason.contains("handle limit exceeded") {
-        HostError::HostResources(format!("more than {MAX_LIVE_HANDLES} live handles"))
-    } else if reason.contains("fields exceeds limit") {
-        HostError::HostResources(format!("a header map over {MAX_HEADER_MAP_BYTES} bytes"))
-    } else if reason.starts_with("requested len") && reason.contains("exceeds limit") {
-        HostError::HostResources(format!("over {MAX_RANDOM_BYTES} random bytes at once"))
-    } else {
-        HostError::Trap(reason)
-    }
-}
-
-async fn with_deadline<T>(
-    deadline: Duration,
-    run: impl Future<Output = Result<T, HostError>>,
-) -> Result<T, HostError> {
-    tokio::time::timeout(deadline, run)
-        .await
-        .unwrap_or(Err(HostError::Deadline(deadline)))
 }
 
 fn outcome<T>(

@@ -1,0 +1,179 @@
+//! What one call's guest may use, and how the host tells which limit
+//! stopped it: linear memory, CPU time, the wall clock, and the host memory
+//! a guest can make the runtime hold on its behalf.
+
+use std::future::Future;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::error::HostError;
+
+/// Resources (`wasi:http` requests, header maps, streams, pollables, ...)
+/// a call's guest may hold at once. Each lives in host memory, which the
+/// linear-memory cap does not see. The connector's end-to-end tests all
+/// pass with a limit of 10.
+pub(crate) const MAX_LIVE_HANDLES: usize = 1_000;
+
+/// Bytes of one header map a guest builds (wasmtime-wasi-http's in-memory
+/// measure): room for an 8 KiB token in `Authorization` and the rest of a
+/// request's headers. With [`MAX_LIVE_HANDLES`] this bounds what header maps
+/// can hold in host memory to 32 MiB per call.
+const MAX_HEADER_MAP_BYTES: usize = 32 * 1024;
+
+/// Random bytes one `wasi:random` call may ask for (wasmtime-wasi allows
+/// 64 MiB, allocated on the host before the guest's memory cap can refuse
+/// them). Seeds and nonces need a few dozen.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
+/// How often the engine's epoch advances; the unit of the CPU budget.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A call's WASI: no preopens, environment, arguments, stdio or sockets,
+/// and random bytes in small amounts.
+pub(crate) fn wasi_ctx() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .max_random_size(MAX_RANDOM_BYTES)
+        .build()
+}
+
+/// A call's `wasi:http`, with header maps bounded.
+pub(crate) fn http_ctx() -> WasiHttpCtx {
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(MAX_HEADER_MAP_BYTES);
+    http
+}
+
+/// The store's limits, remembering whether a memory grow was refused so a
+/// resulting trap can be reported as what it is.
+pub(crate) struct Limits {
+    inner: StoreLimits,
+    /// A memory grow was refused.
+    pub(crate) memory_denied: bool,
+    /// The largest memory size granted, initial sizes included.
+    pub(crate) peak: usize,
+}
+
+impl Limits {
+    /// Linear memory up to `max_memory` bytes, and room for the instances,
+    /// tables and memories of one component.
+    pub(crate) fn new(max_memory: usize) -> Limits {
+        Limits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(max_memory)
+                .instances(16)
+                .tables(16)
+                .memories(8)
+                .build(),
+            memory_denied: false,
+            peak: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.memory_denied |= !allowed;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+}
+
+/// Counts the epoch ticks that land while the guest runs wasm code against
+/// its CPU budget. Waiting on the host (HTTP) costs at most one tick per
+/// wait, since the guest yields at every tick.
+pub(crate) struct CpuMeter {
+    ticks: u64,
+    budget_ticks: u64,
+    /// The budget ran out and the guest was interrupted.
+    pub(crate) exceeded: bool,
+}
+
+impl CpuMeter {
+    /// A meter for `budget` of CPU time (at least one tick).
+    pub(crate) fn new(budget: Duration) -> CpuMeter {
+        CpuMeter {
+            ticks: 0,
+            budget_ticks: u64::try_from(budget.as_millis() / EPOCH_TICK.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            exceeded: false,
+        }
+    }
+
+    /// What the store does at a tick: yield, or stop the guest.
+    pub(crate) fn tick(&mut self) -> UpdateDeadline {
+        self.ticks += 1;
+        if self.ticks > self.budget_ticks {
+            self.exceeded = true;
+            return UpdateDeadline::Interrupt;
+        }
+        UpdateDeadline::Yield(1)
+    }
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
+pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("connector-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .map_err(|e| HostError::Config(format!("cannot start the epoch ticker: {e}")))
+}
+
+/// A short trap description (the trap code, or the root cause); the full
+/// wasm backtrace goes to a debug event instead of the error. The host
+/// memory limits stop a guest with a plain error, told apart here by
+/// wasmtime's own wording, which the sandbox tests pin down.
+pub(crate) fn trap(error: wasmtime::Error) -> HostError {
+    tracing::debug!(target: "connector_host::trap", "{error:?}");
+    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(code) => format!("wasm trap: {code}"),
+        None => error.root_cause().to_string(),
+    };
+    if reason.contains("handle limit exceeded") {
+        HostError::HostResources(format!("more than {MAX_LIVE_HANDLES} live handles"))
+    } else if reason.contains("fields exceeds limit") {
+        HostError::HostResources(format!("a header map over {MAX_HEADER_MAP_BYTES} bytes"))
+    } else if reason.starts_with("requested len") && reason.contains("exceeds limit") {
+        HostError::HostResources(format!("over {MAX_RANDOM_BYTES} random bytes at once"))
+    } else {
+        HostError::Trap(reason)
+    }
+}
+
+/// `run`, stopped with [`HostError::Deadline`] once `deadline` has passed.
+pub(crate) async fn with_deadline<T>(
+    deadline: Duration,
+    run: impl Future<Output = Result<T, HostError>>,
+) -> Result<T, HostError> {
+    tokio::time::timeout(deadline, run)
+        .await
+        .unwrap_or(Err(HostError::Deadline(deadline)))
+}
