@@ -323,10 +323,16 @@ impl<'de> Deserialize<'de> for AgentPage {
 
 /// Finds exactly one live agent for `selector`.
 pub fn resolve<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) -> Result<Host> {
-    let candidates: Vec<Host> = list(client, &selector.query())?
-        .into_iter()
-        .filter(|h| !h.decommissioned && selector.matches(h))
-        .collect();
+    let mut candidates: Vec<Host> = Vec::new();
+    for host in list(client, &selector.query())? {
+        // Pages that overlap (a record moving while the client pages) can
+        // list one agent twice; the same record twice is one candidate. Two
+        // different records with one id stay two: the console contradicts
+        // itself, and nothing is chosen.
+        if !host.decommissioned && selector.matches(&host) && !candidates.contains(&host) {
+            candidates.push(host);
+        }
+    }
     match candidates.len() {
         0 => Err(Error::NotFound(format!(
             "No active SentinelOne agent has the {}. Decommissioned agents are ignored; check the \
@@ -550,6 +556,29 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(t.sent.len(), 1);
+    }
+
+    #[test]
+    fn one_agent_listed_twice_is_one_candidate_but_two_versions_of_it_are_not() {
+        let a = agent("7", "PC-1", "10.0.0.7", "00:b0:d0:63:c2:26");
+        let mut changed = a.clone();
+        changed["networkStatus"] = "disconnected".into();
+        let pages = |first: &serde_json::Value, second: &serde_json::Value| {
+            Scripted::default()
+                .reply(
+                    200,
+                    &serde_json::json!({"data": [first], "pagination": {"nextCursor": "c2"}})
+                        .to_string(),
+                )
+                .reply(200, &serde_json::json!({"data": [second]}).to_string())
+        };
+        let selector = Selector::parse("hostname", "PC-1").unwrap();
+        let mut t = pages(&a, &a);
+        let host = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap();
+        assert_eq!((host.agent_id.as_str(), t.sent.len()), ("7", 2));
+        let mut t = pages(&a, &changed);
+        let err = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap_err();
+        assert_eq!(err.kind(), "ambiguous");
     }
 
     #[test]
