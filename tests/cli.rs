@@ -255,6 +255,15 @@ async fn exit_statuses_and_json_shape() {
     )
     .await;
     assert_eq!(unknown.status.code(), Some(2));
+    // A token "file" that never ends (its length reads as 0) is refused after
+    // the cap, not read until memory runs out.
+    let endless = run(
+        validate_args(&sim, "canary", &["--token-file", "/dev/zero"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(endless.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&endless.stderr).contains("is over 65536 bytes"));
 
     let demo = run(vec!["demo".into(), "--json".into()], vec![]).await;
     assert_eq!(demo.status.code(), Some(0), "{}", text(&demo));

@@ -238,17 +238,21 @@ impl ConnectionArgs {
 }
 
 fn read_token_file(path: &PathBuf) -> Result<String, UsageError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?;
-    if meta.len() > MAX_TOKEN_FILE {
+    use std::io::Read;
+    let unreadable =
+        |e: std::io::Error| UsageError(format!("cannot read --token-file {}: {e}", path.display()));
+    // Read at most one byte past the cap, whatever the file claims to be:
+    // `/dev/zero` or a pipe reports a length of 0 and never ends.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
         return Err(UsageError(format!(
-            "--token-file {} is {} bytes; a token file holds only the token",
-            path.display(),
-            meta.len()
+            "--token-file {} is over {MAX_TOKEN_FILE} bytes; a token file holds only the token",
+            path.display()
         )));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("--token-file {} is not UTF-8 text", path.display())))
 }
