@@ -264,6 +264,11 @@ async fn exit_statuses_and_json_shape() {
     .await;
     assert_eq!(endless.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&endless.stderr).contains("is over 65536 bytes"));
+    let mut args = vec!["threats".into(), "--console".into(), "canary".into()];
+    args.extend(["--checkpoint-file".into(), "/dev/zero".into()]);
+    let endless = run(args, env.clone()).await;
+    assert_eq!(endless.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&endless.stderr).contains("is not a checkpoint file"));
 
     let demo = run(vec!["demo".into(), "--json".into()], vec![]).await;
     assert_eq!(demo.status.code(), Some(0), "{}", text(&demo));

@@ -2,7 +2,7 @@
 //! environment or a file, so it stays out of shell history and `ps`.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -237,22 +237,27 @@ impl ConnectionArgs {
     }
 }
 
-fn read_token_file(path: &PathBuf) -> Result<String, UsageError> {
-    use std::io::Read;
-    let unreadable =
-        |e: std::io::Error| UsageError(format!("cannot read --token-file {}: {e}", path.display()));
-    // Read at most one byte past the cap, whatever the file claims to be:
-    // `/dev/zero` or a pipe reports a length of 0 and never ends.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes))
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE {
-        return Err(UsageError(format!(
-            "--token-file {} is over {MAX_TOKEN_FILE} bytes; a token file holds only the token",
-            path.display()
-        )));
-    }
+fn read_token_file(path: &Path) -> Result<String, UsageError> {
+    let bytes = read_capped(path, MAX_TOKEN_FILE)
+        .map_err(|e| UsageError(format!("cannot read --token-file {}: {e}", path.display())))?
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--token-file {} is over {MAX_TOKEN_FILE} bytes; a token file holds only the token",
+                path.display()
+            ))
+        })?;
     String::from_utf8(bytes)
         .map_err(|_| UsageError(format!("--token-file {} is not UTF-8 text", path.display())))
+}
+
+/// The file at `path`, or `None` when it holds more than `cap` bytes. Reads
+/// at most one byte past the cap, whatever length the file reports:
+/// `/dev/zero` or a pipe reports 0 and never ends.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }

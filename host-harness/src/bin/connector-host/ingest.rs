@@ -19,8 +19,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::args::{ThreatsArgs, UsageError};
+use crate::args::{ThreatsArgs, UsageError, read_capped};
 use crate::output::{self, Printer};
+
+/// A checkpoint file holds a few KiB (the versions delivered at the
+/// watermark); anything this large is some other file.
+const MAX_CHECKPOINT_FILE: u64 = 16 << 20;
 
 /// What the checkpoint file holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -194,13 +198,18 @@ fn prepare(args: &ThreatsArgs) -> Result<(Connection, CallPolicy, Saved, Sink), 
 }
 
 fn load(path: &Path) -> Result<Saved, UsageError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+    match read_capped(path, MAX_CHECKPOINT_FILE) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
             UsageError(format!(
                 "--checkpoint-file {} is not a checkpoint file ({e}); move it away to start over",
                 path.display()
             ))
         }),
+        Ok(None) => Err(UsageError(format!(
+            "--checkpoint-file {} is over {MAX_CHECKPOINT_FILE} bytes, so it is not a checkpoint \
+             file; move it away to start over",
+            path.display()
+        ))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Saved::default()),
         Err(e) => Err(UsageError(format!(
             "cannot read --checkpoint-file {}: {e}",
