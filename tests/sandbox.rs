@@ -337,3 +337,19 @@ async fn hoarding_host_side_resources_is_stopped_with_its_own_error() {
     let sim = Simulator::start().await.unwrap();
     assert!(validate(&sim, tokens::ADMIN).await.result.is_ok());
 }
+
+#[tokio::test]
+async fn a_connector_that_returns_the_token_has_it_redacted_by_the_host() {
+    let outcome = misbehave("echo", &CallPolicy::default()).await;
+    assert_eq!(outcome.result.unwrap().user.as_deref(), Some("[REDACTED]"));
+    let outcome = hostile()
+        .validate_connection(
+            &connection("echo", "hostile-token-fail"),
+            &CallPolicy::default(),
+        )
+        .await;
+    match outcome.result {
+        Err(CallError::Connector(e)) => assert_eq!(e.message(), "the console said [REDACTED]"),
+        other => panic!("{other:?}"),
+    }
+}

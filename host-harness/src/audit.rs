@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::redact::Secret;
+
 /// What happened to one request the connector made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
@@ -23,44 +25,6 @@ pub struct AuditRecord {
     /// `ok`, `denied`, or what went wrong (`timeout`, `body-too-large`, ...).
     pub outcome: String,
 }
-
-/// The call's API token, kept out of every record, trace event and error
-/// the host writes: a guest may put it anywhere in a request (the host
-/// name, the user-info, the method), and the console may echo it back.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Secret(Option<Arc<str>>);
-
-impl Secret {
-    /// Short values are not tokens the connector accepts; replacing them
-    /// would only mangle ordinary text.
-    const MIN_LEN: usize = 8;
-
-    /// The secret `token` (trimmed, as the connector uses it), or none.
-    pub(crate) fn new(token: Option<&str>) -> Secret {
-        Secret(
-            token
-                .map(str::trim)
-                .filter(|t| t.len() >= Secret::MIN_LEN)
-                .map(Arc::from),
-        )
-    }
-
-    /// `text` with every occurrence of the secret replaced by `[REDACTED]`.
-    pub(crate) fn redact(&self, text: &str) -> String {
-        match &self.0 {
-            Some(s) if text.contains(&**s) => text.replace(&**s, REDACTED),
-            _ => text.to_owned(),
-        }
-    }
-
-    fn redact_in_place(&self, text: &mut String) {
-        if self.0.as_deref().is_some_and(|s| text.contains(s)) {
-            *text = self.redact(text);
-        }
-    }
-}
-
-const REDACTED: &str = "[REDACTED]";
 
 /// The records of one call, shared between the hooks and the response
 /// bodies. Every record is redacted as it is stored, and has a
@@ -239,10 +203,5 @@ mod tests {
         let plain = AuditLog::new(Secret::new(None));
         plain.record(record("GET", "h", "/web/api/v2.1/user"));
         assert_eq!(plain.snapshot()[0].path, "/web/api/v2.1/user");
-    }
-
-    #[test]
-    fn a_short_value_is_no_secret() {
-        assert_eq!(Secret::new(Some("abc")).redact("abc abc"), "abc abc");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::audit::Secret;
+use crate::redact::Secret;
 
 /// Why the host could not run a connector call to completion.
 ///

@@ -26,8 +26,8 @@
 //!   timeouts, body caps, memory, CPU, request count and a deadline.
 //! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
 //! - Every request yields an [`AuditRecord`]; the call's token is redacted from
-//!   it, from its trace event and from the call's errors, wherever the guest
-//!   put it.
+//!   it, from its trace event, and from the call's result or error, wherever
+//!   the guest or the console put it.
 //! - [`simulator`] is a SentinelOne Management API simulator for demos and tests.
 
 #![warn(missing_docs)]
@@ -41,6 +41,7 @@ mod hooks;
 mod limits;
 mod policy;
 mod pool;
+mod redact;
 mod runtime;
 pub mod simulator;
 

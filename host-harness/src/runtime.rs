@@ -16,13 +16,14 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-use crate::audit::{AuditLog, AuditRecord, Secret};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
 use crate::hooks::{PolicyHooks, Violations};
 use crate::limits::{self, CpuMeter, Limits, start_epoch_ticker, trap, with_deadline};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
+use crate::redact::{Redact, Secret};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -126,12 +127,9 @@ impl ConnectorError {
         connector_message!(self)
     }
 
-    /// The same error with `secret` kept out of its message: a connector
-    /// may quote what the console or the user sent.
-    fn redacted(mut self, secret: &Secret) -> ConnectorError {
-        let message: &mut String = connector_message!(&mut self);
-        *message = secret.redact(message);
-        self
+    /// The message, to rewrite in place (to redact it).
+    pub(crate) fn message_mut(&mut self) -> &mut String {
+        connector_message!(self)
     }
 }
 
@@ -583,7 +581,7 @@ impl Runtime {
 
     /// Runs `export` in a fresh instance under `policy`, with the deadline,
     /// and collects the audit trail.
-    async fn call<R>(
+    async fn call<R: Redact>(
         &self,
         action: &'static str,
         policy: &CallPolicy,
@@ -701,7 +699,7 @@ fn enforce_limits<T>(
     result
 }
 
-fn outcome<T>(
+fn outcome<T: Redact>(
     result: Result<Result<T, ConnectorError>, HostError>,
     audit: AuditLog,
     started: Instant,
@@ -709,8 +707,10 @@ fn outcome<T>(
 ) -> Outcome<T> {
     let secret = audit.secret();
     let result = match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(CallError::Connector(e.redacted(secret))),
+        Ok(mut answer) => {
+            answer.redact(secret);
+            answer.map_err(CallError::Connector)
+        }
         Err(e) => Err(CallError::Host(e.redacted(secret))),
     };
     let elapsed = started.elapsed();

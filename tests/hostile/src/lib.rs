@@ -17,6 +17,8 @@
 //!   memory limits do not see); reports how many it made;
 //! - `random:<bytes>`: asks the host for that many random bytes, reporting
 //!   how many came;
+//! - `echo`: returns the connection's token as `user`, and in its error
+//!   text when the token asks for an error (`...-fail`);
 //! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
 //!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
@@ -214,6 +216,13 @@ impl c::Guest for Hostile {
             other if other.starts_with("post:") => {
                 user = upload(other["post:".len()..].parse().unwrap_or(1));
             }
+            "echo" if conn.api_token.ends_with("-fail") => {
+                return Err(t::ConnectorError::Upstream(format!(
+                    "the console said {}",
+                    conn.api_token
+                )));
+            }
+            "echo" => user = conn.api_token.clone(),
             "trap" => panic!("the hostile connector panics"),
             _ => {}
         }

@@ -1,0 +1,306 @@
+//! Keeping the call's API token out of everything the host hands back.
+//!
+//! A guest may put the token anywhere in a request (the host name, the
+//! user-info, the method), and a console may echo it back into the text a
+//! connector returns. The built-in connector scrubs its own results; the
+//! host does it again for every connector, so that a buggy one cannot put
+//! the token into an audit record, a log line or a SOAR case record either.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::runtime::{
+    ActionOutcome, ConnectionReport, ConnectorError, Host, PermissionCheck, Threat, ThreatPage,
+};
+
+/// What stands where the token stood.
+const REDACTED: &str = "[REDACTED]";
+
+/// The call's API token, as something to remove from text.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secret(Option<Arc<str>>);
+
+impl Secret {
+    /// Short values are not tokens the connector accepts; replacing them
+    /// would only mangle ordinary text.
+    const MIN_LEN: usize = 8;
+
+    /// The secret `token` (trimmed, as the connector uses it), or none.
+    pub(crate) fn new(token: Option<&str>) -> Secret {
+        Secret(
+            token
+                .map(str::trim)
+                .filter(|t| t.len() >= Secret::MIN_LEN)
+                .map(Arc::from),
+        )
+    }
+
+    /// Whether `text` holds the secret.
+    fn is_in(&self, text: &str) -> bool {
+        self.0.as_deref().is_some_and(|s| text.contains(s))
+    }
+
+    /// `text` with every occurrence of the secret replaced by `[REDACTED]`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        match &self.0 {
+            Some(s) if text.contains(&**s) => text.replace(&**s, REDACTED),
+            _ => text.to_owned(),
+        }
+    }
+
+    /// Like [`Secret::redact`], without allocating when there is nothing to do.
+    pub(crate) fn redact_in_place(&self, text: &mut String) {
+        if self.is_in(text) {
+            *text = self.redact(text);
+        }
+    }
+}
+
+/// A value the token can be removed from.
+pub(crate) trait Redact {
+    /// Replaces every occurrence of `secret` in the value's text.
+    fn redact(&mut self, secret: &Secret);
+}
+
+impl Redact for String {
+    fn redact(&mut self, secret: &Secret) {
+        secret.redact_in_place(self);
+    }
+}
+
+impl<T: Redact> Redact for Option<T> {
+    fn redact(&mut self, secret: &Secret) {
+        if let Some(v) = self {
+            v.redact(secret);
+        }
+    }
+}
+
+impl<T: Redact> Redact for Vec<T> {
+    fn redact(&mut self, secret: &Secret) {
+        for v in self {
+            v.redact(secret);
+        }
+    }
+}
+
+impl<T: Redact, E: Redact> Redact for Result<T, E> {
+    fn redact(&mut self, secret: &Secret) {
+        match self {
+            Ok(v) => v.redact(secret),
+            Err(e) => e.redact(secret),
+        }
+    }
+}
+
+impl Redact for ConnectorError {
+    fn redact(&mut self, secret: &Secret) {
+        self.message_mut().redact(secret);
+        if let ConnectorError::Ambiguous(a) = self {
+            a.candidates.redact(secret);
+        }
+    }
+}
+
+impl Redact for Host {
+    fn redact(&mut self, secret: &Secret) {
+        for text in [
+            &mut self.agent_id,
+            &mut self.uuid,
+            &mut self.hostname,
+            &mut self.site,
+            &mut self.account,
+            &mut self.os,
+        ] {
+            text.redact(secret);
+        }
+        self.ip_addresses.redact(secret);
+        self.last_active.redact(secret);
+    }
+}
+
+impl Redact for ActionOutcome {
+    fn redact(&mut self, secret: &Secret) {
+        self.host.redact(secret);
+        self.detail.redact(secret);
+    }
+}
+
+impl Redact for PermissionCheck {
+    fn redact(&mut self, secret: &Secret) {
+        self.permission.redact(secret);
+        self.needed_for.redact(secret);
+        self.detail.redact(secret);
+    }
+}
+
+impl Redact for ConnectionReport {
+    fn redact(&mut self, secret: &Secret) {
+        self.console_url.redact(secret);
+        self.token_expires_at.redact(secret);
+        self.user.redact(secret);
+        self.role.redact(secret);
+        self.scope.redact(secret);
+        self.permissions.redact(secret);
+        self.warnings.redact(secret);
+    }
+}
+
+impl Redact for ThreatPage {
+    fn redact(&mut self, secret: &Secret) {
+        self.threats.redact(secret);
+        self.checkpoint.redact(secret);
+        self.warnings.redact(secret);
+    }
+}
+
+impl Redact for Threat {
+    fn redact(&mut self, secret: &Secret) {
+        for text in [
+            &mut self.id,
+            &mut self.name,
+            &mut self.classification,
+            &mut self.confidence,
+            &mut self.analyst_verdict,
+            &mut self.incident_status,
+            &mut self.mitigation_status,
+            &mut self.agent_id,
+            &mut self.hostname,
+            &mut self.site,
+            &mut self.account,
+        ] {
+            text.redact(secret);
+        }
+        self.created_at.redact(secret);
+        self.updated_at.redact(secret);
+        redact_json(&mut self.raw, secret);
+    }
+}
+
+/// Redacts JSON text as its readers will see it: a string may spell the
+/// token with escapes (`\u0041`), which a search of the text misses. Such
+/// text is decoded, and rewritten from its decoded value only when that
+/// holds the token; the rest stays byte for byte.
+fn redact_json(raw: &mut String, secret: &Secret) {
+    let escaped = raw.contains("\\u") || raw.contains("\\/");
+    if secret.0.is_none() || (!escaped && !secret.is_in(raw)) {
+        return;
+    }
+    if let Ok(mut value) = serde_json::from_str::<Value>(raw)
+        && redact_value(&mut value, secret)
+    {
+        *raw = value.to_string();
+    }
+    // The token outside any string (broken JSON) is still removed.
+    raw.redact(secret);
+}
+
+/// Redacts every string and key in `value`; true when any held the token.
+fn redact_value(value: &mut Value, secret: &Secret) -> bool {
+    match value {
+        Value::String(s) => {
+            let had = secret.is_in(s);
+            s.redact(secret);
+            had
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |had, v| redact_value(v, secret) | had),
+        Value::Object(map) => {
+            let keyed = map.keys().any(|k| secret.is_in(k));
+            if keyed {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (secret.redact(&k), v))
+                    .collect();
+            }
+            map.values_mut()
+                .fold(keyed, |had, v| redact_value(v, secret) | had)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2ln";
+
+    fn threat(raw: &str) -> Threat {
+        Threat {
+            id: "1".into(),
+            name: format!("payload {TOKEN}"),
+            classification: String::new(),
+            confidence: String::new(),
+            analyst_verdict: String::new(),
+            incident_status: String::new(),
+            mitigation_status: String::new(),
+            agent_id: String::new(),
+            hostname: String::new(),
+            site: String::new(),
+            account: String::new(),
+            created_at: Some(TOKEN.into()),
+            updated_at: None,
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn a_threat_loses_the_token_in_its_fields_and_however_its_raw_json_spells_it() {
+        let secret = Secret::new(Some(TOKEN));
+        let spelt: String = TOKEN
+            .chars()
+            .map(|c| format!("\\u{:04x}", u32::from(c)))
+            .collect();
+        for raw in [
+            format!(r#"{{"n":"{TOKEN}","k":[1.5]}}"#),
+            format!(r#"{{"n":"x{spelt}"}}"#),
+            format!(r#"{{"{spelt}":{{"deep":"{TOKEN}"}}}}"#),
+        ] {
+            let mut t = threat(&raw);
+            t.redact(&secret);
+            assert_eq!(t.name, "payload [REDACTED]");
+            assert_eq!(t.created_at.as_deref(), Some("[REDACTED]"));
+            let decoded: Value = serde_json::from_str(&t.raw).expect("still JSON");
+            assert!(!decoded.to_string().contains(TOKEN), "{raw} -> {}", t.raw);
+            assert!(t.raw.contains("[REDACTED]"), "{raw} -> {}", t.raw);
+        }
+    }
+
+    #[test]
+    fn raw_json_without_the_token_stays_byte_for_byte() {
+        let raw = r#"{"z":1.50,"a":"C:\\Users","u":"caf\u00e9"}"#;
+        let mut t = threat(raw);
+        t.redact(&Secret::new(Some(TOKEN)));
+        assert_eq!(t.raw, raw);
+    }
+
+    #[test]
+    fn an_ambiguous_error_loses_the_token_in_its_candidates() {
+        let host = Host {
+            agent_id: "1".into(),
+            uuid: "u".into(),
+            hostname: format!("PC-{TOKEN}"),
+            site: String::new(),
+            account: String::new(),
+            os: String::new(),
+            ip_addresses: vec![],
+            last_active: None,
+            active: true,
+            network_state: crate::runtime::NetworkState::Connected,
+        };
+        let mut err = ConnectorError::Ambiguous(crate::runtime::AmbiguousHosts {
+            message: format!("two: {TOKEN}"),
+            candidates: vec![host],
+        });
+        err.redact(&Secret::new(Some(TOKEN)));
+        assert!(!format!("{err:?}").contains(TOKEN), "{err:?}");
+    }
+
+    #[test]
+    fn a_short_value_is_no_secret() {
+        assert_eq!(Secret::new(Some("abc")).redact("abc abc"), "abc abc");
+    }
+}
