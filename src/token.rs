@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::scrub::Scrub;
 
 /// Tokens are JWTs of a few hundred bytes; anything far larger is a paste
 /// accident, and a header that size would be refused upstream anyway.
@@ -82,7 +83,9 @@ impl ApiToken {
 
     /// `text` with every occurrence of the token replaced by `[REDACTED]`.
     pub fn redact(&self, text: &str) -> String {
-        text.replace(&self.0, "[REDACTED]")
+        let mut text = text.to_owned();
+        text.scrub(&self.0);
+        text
     }
 }
 
