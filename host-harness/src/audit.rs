@@ -82,19 +82,22 @@ impl AuditLog {
     /// Changes record `index` in place: its status, size, duration or
     /// outcome (the request line was redacted when it was pushed).
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
-        if let Some(Entry { record, .. }) = self.lock().get_mut(index) {
-            f(record);
-            self.secret.redact_in_place(&mut record.outcome);
-        }
+        self.change(index, f, false);
     }
 
     /// Completes record `index` as [`AuditLog::update`] does, and traces it.
     pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
+        self.change(index, f, true);
+    }
+
+    fn change(&self, index: usize, f: impl FnOnce(&mut AuditRecord), traced: bool) {
         if let Some(Entry { record, span }) = self.lock().get_mut(index) {
             f(record);
             self.secret.redact_in_place(&mut record.outcome);
-            let _inside = span.enter();
-            trace(record);
+            if traced {
+                let _inside = span.enter();
+                trace(record);
+            }
         }
     }
 

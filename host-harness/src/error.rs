@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::redact::Secret;
-
 /// Why the host could not run a connector call to completion.
 ///
 /// These are the embedding platform's problems (a broken component, a
@@ -77,19 +75,6 @@ impl HostError {
             HostError::EgressDenied(_) => "egress-denied",
             HostError::RequestTooLarge(_) => "request-too-large",
             HostError::HostResources(_) => "host-resources",
-        }
-    }
-
-    /// The same error with `secret` kept out of its text: a guest chooses
-    /// the destinations and the trap causes that the text quotes.
-    pub(crate) fn redacted(self, secret: &Secret) -> HostError {
-        match self {
-            HostError::Load(m) => HostError::Load(secret.redact(&m)),
-            HostError::Config(m) => HostError::Config(secret.redact(&m)),
-            HostError::Instantiate(m) => HostError::Instantiate(secret.redact(&m)),
-            HostError::Trap(m) => HostError::Trap(secret.redact(&m)),
-            HostError::EgressDenied(m) => HostError::EgressDenied(secret.redact(&m)),
-            other => other,
         }
     }
 }

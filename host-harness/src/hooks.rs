@@ -105,11 +105,11 @@ impl WasiHttpHooks for PolicyHooks {
                 record.outcome = format!("denied: {why}");
                 self.audit.record(record);
                 // The user-info part (`user@`) says nothing about where the
-                // request went, and may hold a secret.
+                // request went, and may hold a secret. (The call's errors are
+                // redacted as the call ends.)
                 let authority = uri.authority().map_or("", |a| a.as_str());
                 let destination = authority.rsplit_once('@').map_or(authority, |(_, d)| d);
-                self.violations
-                    .denied(&self.audit.secret().redact(destination));
+                self.violations.denied(destination);
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };

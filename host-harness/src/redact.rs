@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::error::HostError;
 use crate::runtime::{
     ActionOutcome, ConnectionReport, ConnectorError, Host, PermissionCheck, Threat, ThreatPage,
 };
@@ -90,6 +91,22 @@ impl<T: Redact, E: Redact> Redact for Result<T, E> {
         match self {
             Ok(v) => v.redact(secret),
             Err(e) => e.redact(secret),
+        }
+    }
+}
+
+impl Redact for HostError {
+    /// A guest chooses the destinations and the trap causes that the text
+    /// quotes.
+    fn redact(&mut self, secret: &Secret) {
+        match self {
+            HostError::Load(m)
+            | HostError::Config(m)
+            | HostError::Instantiate(m)
+            | HostError::Trap(m)
+            | HostError::EgressDenied(m)
+            | HostError::HostResources(m) => m.redact(secret),
+            _ => {}
         }
     }
 }

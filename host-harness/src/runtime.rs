@@ -700,18 +700,15 @@ fn enforce_limits<T>(
 }
 
 fn outcome<T: Redact>(
-    result: Result<Result<T, ConnectorError>, HostError>,
+    mut result: Result<Result<T, ConnectorError>, HostError>,
     audit: AuditLog,
     started: Instant,
     memory_bytes: usize,
 ) -> Outcome<T> {
-    let secret = audit.secret();
+    result.redact(audit.secret());
     let result = match result {
-        Ok(mut answer) => {
-            answer.redact(secret);
-            answer.map_err(CallError::Connector)
-        }
-        Err(e) => Err(CallError::Host(e.redacted(secret))),
+        Ok(answer) => answer.map_err(CallError::Connector),
+        Err(e) => Err(CallError::Host(e)),
     };
     let elapsed = started.elapsed();
     let requests = audit.snapshot();
