@@ -200,3 +200,116 @@ async fn another_version_loads_into_the_same_engine() {
     assert_eq!(other.describe().await.unwrap().id, "hostile");
     assert_eq!(runtime.describe().await.unwrap().id, "sentinelone");
 }
+
+/// A component of the `sentinelone` world as `wit/` describes it after
+/// `patch`, whose functions all trap: what a connector built against
+/// another version of the contract looks like to the host.
+fn stand_in(patch: impl Fn(String) -> String) -> Vec<u8> {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
+    let dir = std::env::temp_dir().join(format!("stand-in-wit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("deps")).unwrap();
+    for entry in std::fs::read_dir(wit.join("deps")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join("deps").join(path.file_name().unwrap())).unwrap();
+    }
+    let contract = std::fs::read_to_string(wit.join("connector.wit")).unwrap();
+    std::fs::write(dir.join("connector.wit"), patch(contract)).unwrap();
+
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(&dir).unwrap();
+    let world = resolve
+        .select_world(&[package], Some("sentinelone"))
+        .unwrap();
+    let mangling = wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync);
+    let mut module = wit_component::dummy_module(&resolve, world, mangling);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+#[test]
+fn a_component_missing_an_export_does_not_load() {
+    let empty = b"\0asm\x0d\0\x01\0";
+    match Runtime::new(empty) {
+        Err(HostError::Load(message)) => assert!(
+            message.contains("soar:connector/"),
+            "names what is missing: {message}"
+        ),
+        other => panic!("expected a load error, got {:?}", other.err()),
+    }
+
+    let renamed =
+        stand_in(|wit| wit.replace("    release-host: func(", "    reconnect-host: func("));
+    match Runtime::new(&renamed) {
+        Err(HostError::Load(message)) => {
+            assert!(
+                message.contains("release-host"),
+                "names the export: {message}"
+            )
+        }
+        other => panic!("expected a load error, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn an_export_of_another_type_is_refused_before_it_runs() {
+    let isolate =
+        "    isolate-host: func(conn: connection, host: host-selector, options: action-options)";
+    let mistyped = stand_in(|wit| {
+        assert!(
+            wit.contains(isolate),
+            "the contract still declares isolate-host this way"
+        );
+        wit.replace(
+            isolate,
+            "    isolate-host: func(conn: connection, host: host-selector)",
+        )
+    });
+    // It has every export the runtime needs, so it loads; its isolate-host
+    // takes two parameters, not three.
+    let runtime = Runtime::new(&mistyped).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let host = connector_host::HostSelector::Hostname("RECEPTION-PC".into());
+    let options = connector_host::ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 0,
+    };
+    let outcome = runtime
+        .isolate_host(
+            &connection(CONSOLE, tokens::ADMIN),
+            &host,
+            &options,
+            &policy(&sim),
+        )
+        .await;
+    match &outcome.result {
+        Err(CallError::Host(HostError::Load(message))) => {
+            assert!(message.contains("does not match the contract"), "{message}")
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+    assert!(outcome.requests.is_empty());
+    assert!(sim.requests().is_empty(), "nothing reached the console");
+
+    // Its correctly typed functions run (and trap: they are stand-ins).
+    let report = runtime
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &policy(&sim))
+        .await;
+    assert!(
+        matches!(report.result, Err(CallError::Host(HostError::Trap(_)))),
+        "{:?}",
+        report.result
+    );
+}

@@ -37,6 +37,7 @@ pub mod bench;
 mod cache;
 mod connect;
 mod error;
+mod exports;
 mod hooks;
 mod limits;
 mod policy;

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Instance, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
@@ -19,8 +19,9 @@ use tracing::Instrument;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
+use crate::exports::{Exports, invoke};
 use crate::hooks::{PolicyHooks, Violations};
-use crate::limits::{self, CpuMeter, Limits, start_epoch_ticker, trap, with_deadline};
+use crate::limits::{self, CpuMeter, Limits, start_epoch_ticker, with_deadline};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 use crate::redact::{Redact, Secret};
@@ -166,7 +167,7 @@ pub struct Outcome<T> {
 }
 
 /// The future of one exported call.
-type CallFuture<'a, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+type CallFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send + 'a>>;
 
 /// Per-call store data.
 struct CallState {
@@ -342,6 +343,7 @@ impl RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     pre: bindings::SentinelonePre<CallState>,
+    exports: Arc<Exports>,
     slots: Arc<Semaphore>,
     pools: Arc<Pools>,
     config: RuntimeConfig,
@@ -397,13 +399,17 @@ impl Runtime {
             .map_err(|e| HostError::Config(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| HostError::Config(e.to_string()))?;
+        // The generated bindings check that the world's exports exist;
+        // `Exports` keeps where they are, for calls that skip the bindings.
         let pre = linker
             .instantiate_pre(&component)
             .and_then(bindings::SentinelonePre::new)
             .map_err(|e| HostError::Load(format!("{e:#}")))?;
+        let exports = Arc::new(Exports::find(&component)?);
         Ok(Runtime {
             engine,
             pre,
+            exports,
             slots,
             pools,
             config,
@@ -438,11 +444,7 @@ impl Runtime {
         let (mut store, _) = self.store(policy.clone(), None);
         let run = async {
             let instance = self.instantiate(&mut store).await?;
-            instance
-                .soar_connector_connector()
-                .call_describe(&mut store)
-                .await
-                .map_err(trap)
+            invoke(&mut store, &instance, &self.exports.describe, ()).await
         };
         with_deadline(policy.deadline, run).await
     }
@@ -458,12 +460,9 @@ impl Runtime {
             "validate-connection",
             policy,
             &connection.api_token,
-            move |instance, store| {
+            move |instance, exports, store| {
                 Box::pin(async move {
-                    instance
-                        .soar_connector_connector()
-                        .call_validate_connection(store, &conn)
-                        .await
+                    invoke(store, &instance, &exports.validate_connection, (&conn,)).await
                 })
             },
         )
@@ -482,12 +481,9 @@ impl Runtime {
             "get-host",
             policy,
             &connection.api_token,
-            move |instance, store| {
+            move |instance, exports, store| {
                 Box::pin(async move {
-                    instance
-                        .soar_connector_connector()
-                        .call_get_host(store, &conn, &host)
-                        .await
+                    invoke(store, &instance, &exports.get_host, (&conn, &host)).await
                 })
             },
         )
@@ -534,19 +530,15 @@ impl Runtime {
             action,
             policy,
             &connection.api_token,
-            move |instance, store| {
-                Box::pin(async move {
-                    let exports = instance.soar_connector_connector();
-                    if isolate {
-                        exports
-                            .call_isolate_host(store, &conn, &host, &options)
-                            .await
-                    } else {
-                        exports
-                            .call_release_host(store, &conn, &host, &options)
-                            .await
-                    }
-                })
+            move |instance, exports, store| {
+                let export = if isolate {
+                    &exports.isolate_host
+                } else {
+                    &exports.release_host
+                };
+                Box::pin(
+                    async move { invoke(store, &instance, export, (&conn, &host, &options)).await },
+                )
             },
         )
         .await
@@ -567,12 +559,10 @@ impl Runtime {
             "fetch-threats",
             policy,
             &connection.api_token,
-            move |instance, store| {
+            move |instance, exports, store| {
                 Box::pin(async move {
-                    instance
-                        .soar_connector_events()
-                        .call_fetch_threats(store, &conn, checkpoint.as_deref(), options)
-                        .await
+                    let params = (&conn, checkpoint.as_deref(), options);
+                    invoke(store, &instance, &exports.fetch_threats, params).await
                 })
             },
         )
@@ -587,7 +577,8 @@ impl Runtime {
         policy: &CallPolicy,
         secret: &str,
         export: impl for<'a> FnOnce(
-            &'a bindings::Sentinelone,
+            Instance,
+            &'a Exports,
             &'a mut Store<CallState>,
         ) -> CallFuture<'a, Result<R, ConnectorError>>,
     ) -> Outcome<R> {
@@ -602,7 +593,7 @@ impl Runtime {
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
             let run = async {
                 let instance = self.instantiate(&mut store).await?;
-                export(&instance, &mut store).await.map_err(trap)
+                export(instance, &self.exports, &mut store).await
             };
             let result = with_deadline(policy.deadline, run).await;
             let result = enforce_limits(result, store.data(), &policy);
@@ -656,11 +647,11 @@ impl Runtime {
         self.instantiate(&mut store).await.map(drop)
     }
 
-    async fn instantiate(
-        &self,
-        store: &mut Store<CallState>,
-    ) -> Result<bindings::Sentinelone, HostError> {
+    /// A fresh instance. Not through the generated bindings, which would
+    /// type-check every export for every instance (see [`crate::exports`]).
+    async fn instantiate(&self, store: &mut Store<CallState>) -> Result<Instance, HostError> {
         self.pre
+            .instance_pre()
             .instantiate_async(store)
             .await
             .map_err(|e| HostError::Instantiate(format!("{e:#}")))
