@@ -17,8 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde_json::json;
-use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::pool::{PoolKey, Pools};
@@ -284,9 +283,7 @@ impl Bench {
         // The smallest valid component: the preamble alone.
         let empty = Component::new(engine, b"\0asm\x0d\0\x01\0")
             .map_err(|e| HostError::Load(e.to_string()))?;
-        let empty = Linker::<()>::new(engine)
-            .instantiate_pre(&empty)
-            .map_err(|e| HostError::Load(e.to_string()))?;
+        let empty = self.wasm.runtime.prepare_other(&empty)?;
         let policy = Arc::new(self.wasm.policy.clone());
         let (mut connector, mut baseline, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..iterations {
@@ -297,12 +294,10 @@ impl Bench {
             same_world.instantiate_only(policy.clone()).await?;
             minimal.push(began.elapsed());
             let began = Instant::now();
-            let mut store = Store::new(engine, ());
-            empty
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| HostError::Instantiate(e.to_string()))?;
-            drop(store);
+            self.wasm
+                .runtime
+                .instantiate_other(&empty, policy.clone())
+                .await?;
             baseline.push(began.elapsed());
         }
         let (c, b, m) = (

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Instance, Linker, ResourceTable};
+use wasmtime::component::{Component, Instance, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
@@ -170,7 +170,7 @@ pub struct Outcome<T> {
 type CallFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send + 'a>>;
 
 /// Per-call store data.
-struct CallState {
+pub(crate) struct CallState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -643,8 +643,32 @@ impl Runtime {
     /// Creates a call's store and instance under `policy`, and drops them:
     /// the fixed cost of every call, for the benchmark.
     pub(crate) async fn instantiate_only(&self, policy: Arc<CallPolicy>) -> Result<(), HostError> {
+        self.instantiate_other(self.pre.instance_pre(), policy)
+            .await
+    }
+
+    /// Like [`Runtime::instantiate_only`], for another component prepared
+    /// by [`Runtime::prepare_other`]: the benchmark's baseline.
+    pub(crate) async fn instantiate_other(
+        &self,
+        pre: &InstancePre<CallState>,
+        policy: Arc<CallPolicy>,
+    ) -> Result<(), HostError> {
         let (mut store, _) = self.store(policy, None);
-        self.instantiate(&mut store).await.map(drop)
+        pre.instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| HostError::Instantiate(format!("{e:#}")))
+    }
+
+    /// `component` prepared for a call's store, with no imports linked.
+    pub(crate) fn prepare_other(
+        &self,
+        component: &Component,
+    ) -> Result<InstancePre<CallState>, HostError> {
+        Linker::new(&self.engine)
+            .instantiate_pre(component)
+            .map_err(|e| HostError::Load(format!("{e:#}")))
     }
 
     /// A fresh instance. Not through the generated bindings, which would
