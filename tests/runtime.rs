@@ -206,7 +206,10 @@ async fn another_version_loads_into_the_same_engine() {
 /// another version of the contract looks like to the host.
 fn stand_in(patch: impl Fn(String) -> String) -> Vec<u8> {
     let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
-    let dir = std::env::temp_dir().join(format!("stand-in-wit-{}", std::process::id()));
+    // Tests run in parallel in one process: each stand-in gets its own copy.
+    static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("stand-in-wit-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("deps")).unwrap();
     for entry in std::fs::read_dir(wit.join("deps")).unwrap() {
