@@ -342,7 +342,7 @@ impl RuntimeConfig {
 /// fresh instance with its own policy.
 pub struct Runtime {
     engine: Engine,
-    pre: bindings::SentinelonePre<CallState>,
+    pre: InstancePre<CallState>,
     exports: Arc<Exports>,
     slots: Arc<Semaphore>,
     pools: Arc<Pools>,
@@ -399,12 +399,10 @@ impl Runtime {
             .map_err(|e| HostError::Config(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| HostError::Config(e.to_string()))?;
-        // The generated bindings check that the world's exports exist;
-        // `Exports` keeps where they are, for calls that skip the bindings.
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(bindings::SentinelonePre::new)
             .map_err(|e| HostError::Load(format!("{e:#}")))?;
+        // Every function a call may run must exist before any call does.
         let exports = Arc::new(Exports::find(&component)?);
         Ok(Runtime {
             engine,
@@ -443,7 +441,7 @@ impl Runtime {
         let _slot = self.slot(&policy).await?;
         let (mut store, _) = self.store(policy.clone(), None);
         let run = async {
-            let instance = self.instantiate(&mut store).await?;
+            let instance = instantiate(&self.pre, &mut store).await?;
             invoke(&mut store, &instance, &self.exports.describe, ()).await
         };
         with_deadline(policy.deadline, run).await
@@ -592,7 +590,7 @@ impl Runtime {
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
             let run = async {
-                let instance = self.instantiate(&mut store).await?;
+                let instance = instantiate(&self.pre, &mut store).await?;
                 export(instance, &self.exports, &mut store).await
             };
             let result = with_deadline(policy.deadline, run).await;
@@ -643,8 +641,7 @@ impl Runtime {
     /// Creates a call's store and instance under `policy`, and drops them:
     /// the fixed cost of every call, for the benchmark.
     pub(crate) async fn instantiate_only(&self, policy: Arc<CallPolicy>) -> Result<(), HostError> {
-        self.instantiate_other(self.pre.instance_pre(), policy)
-            .await
+        self.instantiate_other(&self.pre, policy).await
     }
 
     /// Like [`Runtime::instantiate_only`], for another component prepared
@@ -655,10 +652,7 @@ impl Runtime {
         policy: Arc<CallPolicy>,
     ) -> Result<(), HostError> {
         let (mut store, _) = self.store(policy, None);
-        pre.instantiate_async(&mut store)
-            .await
-            .map(drop)
-            .map_err(|e| HostError::Instantiate(format!("{e:#}")))
+        instantiate(pre, &mut store).await.map(drop)
     }
 
     /// `component` prepared for a call's store, with no imports linked.
@@ -670,16 +664,18 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(|e| HostError::Load(format!("{e:#}")))
     }
+}
 
-    /// A fresh instance. Not through the generated bindings, which would
-    /// type-check every export for every instance (see [`crate::exports`]).
-    async fn instantiate(&self, store: &mut Store<CallState>) -> Result<Instance, HostError> {
-        self.pre
-            .instance_pre()
-            .instantiate_async(store)
-            .await
-            .map_err(|e| HostError::Instantiate(format!("{e:#}")))
-    }
+/// A fresh instance of `pre`. Not through the generated bindings, which
+/// would type-check every export for every instance (see
+/// [`crate::exports`]).
+async fn instantiate(
+    pre: &InstancePre<CallState>,
+    store: &mut Store<CallState>,
+) -> Result<Instance, HostError> {
+    pre.instantiate_async(store)
+        .await
+        .map_err(|e| HostError::Instantiate(format!("{e:#}")))
 }
 
 /// Replaces a call's result with the limit it ran into, if any: a trap
