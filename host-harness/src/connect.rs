@@ -9,7 +9,7 @@
 //! the same. A reused connection was vetted when it was opened.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
@@ -25,42 +25,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
+use crate::address::is_forbidden;
 use crate::policy::Route;
 use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
-
-/// Whether a connector may connect to `ip` after resolving a name: no
-/// loopback, private, link-local (cloud metadata lives there), shared
-/// (CGNAT), unspecified, multicast or broadcast addresses, in IPv4, IPv6 or
-/// IPv4-mapped IPv6 form.
-pub(crate) fn is_forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0 && c == 0)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
 
 /// The first address of `host:port` a connector may reach.
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, HttpError> {
@@ -328,41 +297,6 @@ impl Body for BetweenBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forbidden_ranges() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fc00::1",
-            "fd12::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-            "::ffff:169.254.169.254",
-            "192.0.0.8",
-        ] {
-            assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "203.0.113.9",
-            "8.8.8.8",
-            "34.120.0.1",
-            "2606:4700::1",
-            "::ffff:8.8.8.8",
-            "100.128.0.1",
-        ] {
-            assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     /// Serves one response on loopback that declares 20 body bytes, sends
     /// 10 at once, then the rest one every `gap` (or never), and returns

@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod address;
 mod audit;
 pub mod bench;
 mod cache;
