@@ -339,6 +339,43 @@ async fn hoarding_host_side_resources_is_stopped_with_its_own_error() {
 }
 
 #[tokio::test]
+async fn host_memory_limits_are_set_per_tenant() {
+    // Tighter than the defaults: each limit stops the guest at the embedder's
+    // figure, and names it.
+    let tight = CallPolicy::default()
+        .max_live_handles(40)
+        .max_header_map_bytes(8 * 1024)
+        .max_random_bytes(512);
+    for (behaviour, why) in [
+        ("hoard:4", "more than 40 live handles"),
+        ("hoard:16", "a header map over 8192 bytes"),
+        ("random:513", "over 512 random bytes at once"),
+    ] {
+        let err = host_error(misbehave(behaviour, &tight).await);
+        assert!(
+            matches!(&err, HostError::HostResources(m) if m == why),
+            "{behaviour}: {err:?}"
+        );
+    }
+    let small = misbehave("random:512", &tight).await;
+    assert_eq!(small.result.unwrap().user.as_deref(), Some("512"));
+    // Looser: what the defaults refuse runs.
+    let loose = CallPolicy::default().max_random_bytes(1 << 20);
+    let large = misbehave("random:65537", &loose).await;
+    assert_eq!(large.result.unwrap().user.as_deref(), Some("65537"));
+    // The real connector runs within the tight limits, and 10 handles.
+    let sim = Simulator::start().await.unwrap();
+    let tight = policy(&sim)
+        .max_live_handles(10)
+        .max_header_map_bytes(8 * 1024)
+        .max_random_bytes(512);
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &tight)
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
+
+#[tokio::test]
 async fn a_connector_that_returns_the_token_has_it_redacted_by_the_host() {
     let outcome = misbehave("echo", &CallPolicy::default()).await;
     assert_eq!(outcome.result.unwrap().user.as_deref(), Some("[REDACTED]"));

@@ -10,39 +10,23 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::error::HostError;
-
-/// Resources (`wasi:http` requests, header maps, streams, pollables, ...)
-/// a call's guest may hold at once. Each lives in host memory, which the
-/// linear-memory cap does not see. The connector's end-to-end tests all
-/// pass with a limit of 10.
-pub(crate) const MAX_LIVE_HANDLES: usize = 1_000;
-
-/// Bytes of one header map a guest builds (wasmtime-wasi-http's in-memory
-/// measure): room for an 8 KiB token in `Authorization` and the rest of a
-/// request's headers. With [`MAX_LIVE_HANDLES`] this bounds what header maps
-/// can hold in host memory to 32 MiB per call.
-const MAX_HEADER_MAP_BYTES: usize = 32 * 1024;
-
-/// Random bytes one `wasi:random` call may ask for (wasmtime-wasi allows
-/// 64 MiB, allocated on the host before the guest's memory cap can refuse
-/// them). Seeds and nonces need a few dozen.
-const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+use crate::policy::CallPolicy;
 
 /// How often the engine's epoch advances; the unit of the CPU budget.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// A call's WASI: no preopens, environment, arguments, stdio or sockets,
-/// and random bytes in small amounts.
-pub(crate) fn wasi_ctx() -> WasiCtx {
+/// and random bytes in the amounts `policy` allows.
+pub(crate) fn wasi_ctx(policy: &CallPolicy) -> WasiCtx {
     WasiCtxBuilder::new()
-        .max_random_size(MAX_RANDOM_BYTES)
+        .max_random_size(policy.max_random_bytes)
         .build()
 }
 
-/// A call's `wasi:http`, with header maps bounded.
-pub(crate) fn http_ctx() -> WasiHttpCtx {
+/// A call's `wasi:http`, with header maps bounded by `policy`.
+pub(crate) fn http_ctx(policy: &CallPolicy) -> WasiHttpCtx {
     let mut http = WasiHttpCtx::new();
-    http.set_field_size_limit(MAX_HEADER_MAP_BYTES);
+    http.set_field_size_limit(policy.max_header_map_bytes);
     http
 }
 
@@ -148,23 +132,33 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
 }
 
 /// A short trap description (the trap code, or the root cause); the full
-/// wasm backtrace goes to a debug event instead of the error. The host
-/// memory limits stop a guest with a plain error, told apart here by
-/// wasmtime's own wording, which the sandbox tests pin down.
+/// wasm backtrace goes to a debug event instead of the error.
 pub(crate) fn trap(error: wasmtime::Error) -> HostError {
     tracing::debug!(target: "connector_host::trap", "{error:?}");
-    let reason = match error.downcast_ref::<wasmtime::Trap>() {
+    HostError::Trap(match error.downcast_ref::<wasmtime::Trap>() {
         Some(code) => format!("wasm trap: {code}"),
         None => error.root_cause().to_string(),
-    };
+    })
+}
+
+/// Which of `policy`'s host-memory limits a trap with `reason` ran into, as
+/// the message of a [`HostError::HostResources`]. Those limits stop a guest
+/// with a plain error, told apart here by wasmtime's own wording, which the
+/// sandbox tests pin down.
+pub(crate) fn host_resource(reason: &str, policy: &CallPolicy) -> Option<String> {
     if reason.contains("handle limit exceeded") {
-        HostError::HostResources(format!("more than {MAX_LIVE_HANDLES} live handles"))
+        Some(format!(
+            "more than {} live handles",
+            policy.max_live_handles
+        ))
     } else if reason.contains("fields exceeds limit") {
-        HostError::HostResources(format!("a header map over {MAX_HEADER_MAP_BYTES} bytes"))
+        let limit = policy.max_header_map_bytes;
+        Some(format!("a header map over {limit} bytes"))
     } else if reason.starts_with("requested len") && reason.contains("exceeds limit") {
-        HostError::HostResources(format!("over {MAX_RANDOM_BYTES} random bytes at once"))
+        let limit = policy.max_random_bytes;
+        Some(format!("over {limit} random bytes at once"))
     } else {
-        HostError::Trap(reason)
+        None
     }
 }
 

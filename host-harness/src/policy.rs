@@ -166,6 +166,22 @@ pub struct CallPolicy {
     /// Outgoing requests one call may send; later ones are refused and the
     /// call fails with `HostError::TooManyRequests`.
     pub max_requests: u32,
+    /// `wasi:http` requests, header maps, streams and other resources the
+    /// guest may hold at once. Each lives in host memory, which
+    /// `max_memory_bytes` does not see; going over fails the call with
+    /// `HostError::HostResources`. The connector's end-to-end tests all pass
+    /// with 10. Default 1,000 (wasmtime's is 100,000).
+    pub max_live_handles: usize,
+    /// Bytes one header map built by the guest may take, by
+    /// wasmtime-wasi-http's in-memory measure; with `max_live_handles` this
+    /// bounds the host memory header maps can hold (32 MiB by default).
+    /// Default 32 KiB: room for an 8 KiB token in `Authorization` and the
+    /// rest of a request's headers (wasmtime-wasi-http's is 128 KiB).
+    pub max_header_map_bytes: usize,
+    /// Random bytes one `wasi:random` call may ask for. The host allocates
+    /// them before the guest's memory cap could refuse them. Default 64 KiB
+    /// (wasmtime-wasi's is 64 MiB); seeds and nonces need a few dozen.
+    pub max_random_bytes: u64,
     /// How long a call waits for a free slot when the runtime is at its
     /// concurrency limit before failing with `HostError::QueueTimeout`.
     pub queue_timeout: Duration,
@@ -184,6 +200,9 @@ impl Default for CallPolicy {
             max_memory_bytes: 64 * 1024 * 1024,
             cpu_budget: Duration::from_secs(10),
             max_requests: 100,
+            max_live_handles: 1_000,
+            max_header_map_bytes: 32 * 1024,
+            max_random_bytes: 64 * 1024,
             queue_timeout: Duration::from_secs(30),
             tenant: "-".into(),
         }
@@ -244,6 +263,30 @@ impl CallPolicy {
     /// Sets the response body cap.
     pub fn max_response_bytes(mut self, bytes: u64) -> Self {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sets the request body cap.
+    pub fn max_request_bytes(mut self, bytes: u64) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Sets how many host resources the guest may hold at once.
+    pub fn max_live_handles(mut self, handles: usize) -> Self {
+        self.max_live_handles = handles;
+        self
+    }
+
+    /// Sets the size cap of one header map the guest builds.
+    pub fn max_header_map_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_map_bytes = bytes;
+        self
+    }
+
+    /// Sets how many random bytes one `wasi:random` call may ask for.
+    pub fn max_random_bytes(mut self, bytes: u64) -> Self {
+        self.max_random_bytes = bytes;
         self
     }
 }

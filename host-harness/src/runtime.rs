@@ -638,10 +638,11 @@ impl Runtime {
         let max_memory = policy
             .max_memory_bytes
             .min(self.config.max_memory_per_instance);
+        let max_handles = policy.max_live_handles;
         let state = CallState {
             table: ResourceTable::new(),
-            wasi: limits::wasi_ctx(),
-            http: limits::http_ctx(),
+            wasi: limits::wasi_ctx(&policy),
+            http: limits::http_ctx(&policy),
             limits: Limits::new(max_memory),
             cpu: CpuMeter::new(policy.cpu_budget),
             hooks: PolicyHooks {
@@ -655,7 +656,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_max_component_handles(limits::MAX_LIVE_HANDLES);
+        store.set_max_component_handles(max_handles);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().cpu.tick()));
         (store, audit)
@@ -702,7 +703,8 @@ async fn instantiate(
 }
 
 /// Replaces a call's result with the limit it ran into, if any: a trap
-/// caused by a refused memory grow is a memory limit, an interrupted guest
+/// caused by a refused memory grow is a memory limit, one caused by a
+/// host-memory limit is `HostResources`, an interrupted guest
 /// is out of CPU budget, and a guest that sent too many requests, too large
 /// a body, or to a refused destination without reporting `egress-denied`,
 /// has its result discarded.
@@ -714,8 +716,13 @@ fn enforce_limits<T>(
     if state.cpu.exceeded {
         return Err(HostError::CpuBudget(policy.cpu_budget));
     }
-    if state.limits.memory_denied && matches!(result, Err(HostError::Trap(_))) {
-        return Err(HostError::MemoryLimit(policy.max_memory_bytes));
+    if let Err(HostError::Trap(reason)) = &result {
+        if state.limits.memory_denied {
+            return Err(HostError::MemoryLimit(policy.max_memory_bytes));
+        }
+        if let Some(exceeded) = limits::host_resource(reason, policy) {
+            return Err(HostError::HostResources(exceeded));
+        }
     }
     let stopped = matches!(result, Err(HostError::Deadline(_)));
     if state.hooks.over_request_cap() && !stopped {
