@@ -63,6 +63,56 @@ async fn the_cache_is_reused_and_a_corrupt_entry_is_rebuilt_not_trusted() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_cache_another_user_could_write_to_is_not_trusted() {
+    let dir = std::env::temp_dir().join(format!("component-cache-perm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Created private, with a private entry.
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Miss);
+    assert_eq!(mode(&dir), 0o700);
+    let path = entry(&dir);
+    assert_eq!(mode(&path), 0o600);
+
+    // A directory others may write to is neither read nor written.
+    set_mode(&dir, 0o777);
+    let untrusted = cached(&dir);
+    assert_eq!(untrusted.cache_status(), CacheStatus::Untrusted);
+    assert_eq!(untrusted.describe().await.unwrap().id, "sentinelone");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Untrusted);
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing written"
+    );
+
+    // A valid entry others may write to is replaced unread, then private.
+    set_mode(&dir, 0o700);
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Miss);
+    set_mode(&path, 0o666);
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Rebuilt);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(cached(&dir).cache_status(), CacheStatus::Hit);
+
+    // A directory of another user's (possible to set up only as root).
+    if std::os::unix::fs::chown(&dir, Some(65534), None).is_ok() {
+        assert_eq!(cached(&dir).cache_status(), CacheStatus::Untrusted);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
     let sim = Simulator::start().await.unwrap();

@@ -3,8 +3,15 @@
 //! compatibility hash, and carry a SHA-256 of their own bytes that is
 //! checked before the file is used: a stale or corrupt entry is rebuilt,
 //! never trusted (it holds machine code).
+//!
+//! The digest proves the file is whole, not who wrote it. On Unix the cache
+//! is therefore used only in a directory that belongs to the process's user
+//! and that nobody else may write to (otherwise the component is compiled
+//! and the cache left alone), entries are written readable and writable by
+//! that user only, and an entry others may write to is replaced unread.
 
 use std::hash::{Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -20,8 +27,12 @@ pub enum CacheStatus {
     Hit,
     /// Compiled, and stored for next time (there was no usable entry).
     Miss,
-    /// An entry existed but failed verification; compiled and replaced.
+    /// An entry existed but failed verification, or another user could
+    /// have written to it; compiled and replaced.
     Rebuilt,
+    /// The cache directory could be written by another user, or belongs to
+    /// one, so it was neither read nor written: compiled.
+    Untrusted,
 }
 
 /// Magic, then the SHA-256 of the serialized component, then the bytes.
@@ -51,9 +62,20 @@ pub(crate) fn load(
     engine: &Engine,
     component: &[u8],
 ) -> wasmtime::Result<(Component, CacheStatus)> {
+    if !private_dir(dir) {
+        tracing::warn!(
+            target: "connector_host::cache",
+            "not using {}: it must belong to this user and be writable by no one else",
+            dir.display()
+        );
+        return Ok((Component::new(engine, component)?, CacheStatus::Untrusted));
+    }
     let path = entry_path(dir, engine, component);
     let existed = path.exists();
-    if let Some(serialized) = read_verified(&path) {
+    // An entry others may write to is replaced, not read: the directory is
+    // this user's alone, so the new file cannot be swapped again.
+    let verified = existed && std::fs::symlink_metadata(&path).is_ok_and(owner_only_writes);
+    if verified && let Some(serialized) = read_verified(&path) {
         // SAFETY: the bytes were produced by `Engine::precompile_component`
         // for an engine with the same compatibility hash (part of the key),
         // and their SHA-256 matches the one written with them.
@@ -64,7 +86,7 @@ pub(crate) fn load(
     let serialized = engine.precompile_component(component)?;
     // SAFETY: produced just now by this engine.
     let loaded = unsafe { Component::deserialize(engine, &serialized) }?;
-    store(dir, &path, &serialized);
+    store(&path, &serialized);
     Ok((
         loaded,
         if existed {
@@ -75,6 +97,37 @@ pub(crate) fn load(
     ))
 }
 
+/// Creates `dir` if needed (private to this user), and tells whether it
+/// belongs to this user and no one else may write to it.
+fn private_dir(dir: &Path) -> bool {
+    let mut create = std::fs::DirBuilder::new();
+    create.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+    if let Err(e) = create.create(dir) {
+        tracing::warn!(target: "connector_host::cache", "cannot create {}: {e}", dir.display());
+        return false;
+    }
+    // Followed if a link: an embedder may point the cache elsewhere.
+    std::fs::metadata(dir).is_ok_and(owner_only_writes)
+}
+
+/// Whether a file with `meta` belongs to this process's user and is not
+/// writable by its group or others. A symbolic link never is (its mode is
+/// 0777). Always true off Unix, where this is not checked.
+#[cfg(unix)]
+fn owner_only_writes(meta: std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    meta.uid() == user && meta.mode() & 0o022 == 0
+}
+
+#[cfg(not(unix))]
+fn owner_only_writes(_: std::fs::Metadata) -> bool {
+    true
+}
+
 fn read_verified(path: &Path) -> Option<Vec<u8>> {
     let file = std::fs::read(path).ok()?;
     let rest = file.strip_prefix(MAGIC.as_slice())?;
@@ -83,15 +136,18 @@ fn read_verified(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// Best effort: a cache that cannot be written only costs a compile.
-fn store(dir: &Path, path: &Path, serialized: &[u8]) {
+fn store(path: &Path, serialized: &[u8]) {
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut bytes = Vec::with_capacity(serialized.len() + 40);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&Sha256::digest(serialized));
-        bytes.extend_from_slice(serialized);
-        std::fs::write(&tmp, bytes)?;
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        let mut file = file.open(&tmp)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&Sha256::digest(serialized))?;
+        file.write_all(serialized)?;
+        drop(file);
         std::fs::rename(tmp, path)
     };
     if let Err(e) = write() {
