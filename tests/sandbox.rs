@@ -36,18 +36,34 @@ fn host_error<T: std::fmt::Debug>(outcome: Outcome<T>) -> HostError {
 
 #[tokio::test]
 async fn an_endless_loop_is_stopped_by_the_cpu_budget() {
-    let policy = CallPolicy::default().cpu_budget(Duration::from_millis(300));
+    // In wasm, in a host call that never waits, and in a loop that waits a
+    // little between long computations: each is CPU time.
+    for behaviour in ["spin", "spin-host", "duty"] {
+        let policy = CallPolicy::default().cpu_budget(Duration::from_millis(300));
+        let started = Instant::now();
+        let err = host_error(misbehave(behaviour, &policy).await);
+        assert!(
+            matches!(err, HostError::CpuBudget(d) if d == Duration::from_millis(300)),
+            "{behaviour}: {err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{behaviour}: stopped near its budget: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn waiting_is_not_cpu_time_however_often_a_guest_waits() {
+    // 40 waits of 15 ms, each spanning a 10 ms tick: 600 ms of waiting
+    // against a 100 ms budget. Were each wait's tick charged, it would
+    // stop after 10.
+    let policy = CallPolicy::default().cpu_budget(Duration::from_millis(100));
     let started = Instant::now();
-    let err = host_error(misbehave("spin", &policy).await);
-    assert!(
-        matches!(err, HostError::CpuBudget(d) if d == Duration::from_millis(300)),
-        "{err:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stopped near its budget: {:?}",
-        started.elapsed()
-    );
+    let outcome = misbehave("wait:40", &policy).await;
+    assert_eq!(outcome.result.unwrap().user.as_deref(), Some("40"));
+    assert!(started.elapsed() >= Duration::from_millis(600));
 }
 
 #[tokio::test]

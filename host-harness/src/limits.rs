@@ -3,6 +3,8 @@
 //! a guest can make the runtime hold on its behalf.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
@@ -82,52 +84,106 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Counts the epoch ticks that land while the guest runs wasm code against
-/// its CPU budget. Waiting on the host (HTTP) costs at most one tick per
-/// wait, since the guest yields at every tick.
+/// The engine's epoch, counted again by the ticker, so that a call can tell
+/// which ticks landed while its guest was suspended.
+#[derive(Clone, Default)]
+pub(crate) struct Ticks(Arc<AtomicU64>);
+
+impl Ticks {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Counts the epoch ticks that land while the guest runs, in wasm or in a
+/// host call that does not wait, against its CPU budget. A tick that lands
+/// while the call is suspended (waiting on I/O or a timer) is not charged,
+/// however often the guest waits: the call's future notes the tick at which
+/// it was last resumed (see [`metered`]), and a tick is charged only if it
+/// came later.
 pub(crate) struct CpuMeter {
-    ticks: u64,
+    charged: u64,
     budget_ticks: u64,
+    clock: Ticks,
+    resumed: Arc<AtomicU64>,
     /// The budget ran out and the guest was interrupted.
     pub(crate) exceeded: bool,
 }
 
 impl CpuMeter {
-    /// A meter for `budget` of CPU time (at least one tick).
-    pub(crate) fn new(budget: Duration) -> CpuMeter {
+    /// A meter for `budget` of CPU time (at least one tick) on `clock`.
+    pub(crate) fn new(budget: Duration, clock: &Ticks) -> CpuMeter {
         CpuMeter {
-            ticks: 0,
+            charged: 0,
             budget_ticks: u64::try_from(budget.as_millis() / EPOCH_TICK.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
+            clock: clock.clone(),
+            resumed: Arc::new(AtomicU64::new(clock.now())),
             exceeded: false,
         }
     }
 
-    /// What the store does at a tick: yield, or stop the guest.
+    /// What the store does when the epoch passes the deadline: charge the
+    /// tick if it landed while the guest ran, then yield, or stop the guest.
     pub(crate) fn tick(&mut self) -> UpdateDeadline {
-        self.ticks += 1;
-        if self.ticks > self.budget_ticks {
+        if self.clock.now() > self.resumed.load(Ordering::Acquire) {
+            self.charged += 1;
+        }
+        if self.charged > self.budget_ticks {
             self.exceeded = true;
             return UpdateDeadline::Interrupt;
         }
+        // The yield suspends the call; `metered` notes the tick it resumes at.
         UpdateDeadline::Yield(1)
+    }
+
+    /// What [`metered`] needs to note when the call resumes.
+    pub(crate) fn resume_marker(&self) -> ResumeMarker {
+        ResumeMarker {
+            clock: self.clock.clone(),
+            resumed: self.resumed.clone(),
+        }
     }
 }
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
-pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
+/// Notes, each time a call's future is polled, the tick it resumed at.
+pub(crate) struct ResumeMarker {
+    clock: Ticks,
+    resumed: Arc<AtomicU64>,
+}
+
+/// `run`, with every resumption noted for the call's [`CpuMeter`]: a guest
+/// suspended in a host call that waits makes `run` return `Pending`, and is
+/// running again only when `run` is polled.
+pub(crate) async fn metered<T>(marker: ResumeMarker, run: impl Future<Output = T>) -> T {
+    let mut run = std::pin::pin!(run);
+    std::future::poll_fn(|cx| {
+        marker.resumed.store(marker.clock.now(), Ordering::Release);
+        run.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is
+/// dropped; the returned [`Ticks`] counts the same ticks.
+pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<Ticks, HostError> {
     let weak = engine.weak();
+    let ticks = Ticks::default();
+    let counted = ticks.clone();
     std::thread::Builder::new()
         .name("connector-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
+                // Counted before the epoch moves, so that a deadline callback
+                // that sees the new epoch also sees the new count.
+                counted.0.fetch_add(1, Ordering::AcqRel);
                 engine.increment_epoch();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
         })
-        .map(drop)
+        .map(|_| ticks)
         .map_err(|e| HostError::Config(format!("cannot start the epoch ticker: {e}")))
 }
 

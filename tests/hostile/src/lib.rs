@@ -3,6 +3,11 @@
 //! misbehaviour from `management-host`:
 //!
 //! - `spin`: loops forever (CPU budget);
+//! - `spin-host`: loops forever in a host call that does not wait
+//!   (`wasi:random`), which counts as CPU time too;
+//! - `duty`: loops forever, computing 8 ms then sleeping 2 ms (CPU budget);
+//! - `wait:<n>`: sleeps 15 ms, `n` times, and reports `n` (waiting is not
+//!   CPU time, however often a guest waits);
 //! - `grow`: allocates without bound (memory limit);
 //! - `recurse`: recurses without bound (stack exhaustion trap);
 //! - `flood`: sends 10,000 requests (request cap);
@@ -28,6 +33,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use wasi::clocks::monotonic_clock;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -186,6 +193,25 @@ impl c::Guest for Hostile {
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
+            }
+            "spin-host" => loop {
+                // Spends its time in a host call that never waits.
+                std::hint::black_box(wasi::random::random::get_random_bytes(65_536));
+            },
+            "duty" => loop {
+                // 80% computing, 20% waiting: most ticks land while it runs.
+                let until = monotonic_clock::now() + 8_000_000;
+                while monotonic_clock::now() < until {
+                    std::hint::black_box(until);
+                }
+                monotonic_clock::subscribe_duration(2_000_000).block();
+            },
+            other if other.starts_with("wait:") => {
+                let waits: u32 = other["wait:".len()..].parse().unwrap_or(1);
+                for _ in 0..waits {
+                    monotonic_clock::subscribe_duration(15_000_000).block();
+                }
+                user = waits.to_string();
             }
             "grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
