@@ -30,8 +30,9 @@ pub enum CacheStatus {
     /// An entry existed but failed verification, or another user could
     /// have written to it; compiled and replaced.
     Rebuilt,
-    /// The cache directory could be written by another user, or belongs to
-    /// one, so it was neither read nor written: compiled.
+    /// The cache directory could not be created, belongs to another user,
+    /// or others may write to it, so it was neither read nor written:
+    /// compiled.
     Untrusted,
 }
 
