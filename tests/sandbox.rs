@@ -46,6 +46,11 @@ async fn an_endless_loop_is_stopped_by_the_cpu_budget() {
             matches!(err, HostError::CpuBudget(d) if d == Duration::from_millis(300)),
             "{behaviour}: {err:?}"
         );
+        // CPU time is never more than wall time: not stopped early.
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{behaviour}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{behaviour}: stopped near its budget: {:?}",
@@ -56,9 +61,9 @@ async fn an_endless_loop_is_stopped_by_the_cpu_budget() {
 
 #[tokio::test]
 async fn waiting_is_not_cpu_time_however_often_a_guest_waits() {
-    // 40 waits of 15 ms, each spanning a 10 ms tick: 600 ms of waiting
-    // against a 100 ms budget. Were each wait's tick charged, it would
-    // stop after 10.
+    // 40 waits of 15 ms, each spanning a 10 ms epoch tick: 600 ms of
+    // waiting against a 100 ms budget. Were each wait's tick charged, it
+    // would stop after 10.
     let policy = CallPolicy::default().cpu_budget(Duration::from_millis(100));
     let started = Instant::now();
     let outcome = misbehave("wait:40", &policy).await;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
@@ -14,7 +14,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::error::HostError;
 use crate::policy::CallPolicy;
 
-/// How often the engine's epoch advances; the unit of the CPU budget.
+/// How often the engine's epoch advances: how often a running guest's CPU
+/// budget is checked, and how often it yields to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// A call's WASI: no preopens, environment, arguments, stdio or sockets,
@@ -84,106 +85,102 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// The engine's epoch, counted again by the ticker, so that a call can tell
-/// which ticks landed while its guest was suspended.
-#[derive(Clone, Default)]
-pub(crate) struct Ticks(Arc<AtomicU64>);
-
-impl Ticks {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// Counts the epoch ticks that land while the guest runs, in wasm or in a
-/// host call that does not wait, against its CPU budget. A tick that lands
-/// while the call is suspended (waiting on I/O or a timer) is not charged,
-/// however often the guest waits: the call's future notes the tick at which
-/// it was last resumed (see [`metered`]), and a tick is charged only if it
-/// came later.
+/// Measures the time a call's guest runs, in wasm or in host calls that do
+/// not wait, against its CPU budget: the time spent inside polls of the
+/// call's future (see [`metered`]). A guest waiting on I/O or a timer
+/// suspends the call, whose future then returns `Pending`, so waiting costs
+/// nothing however often the guest waits, and no pattern of short waits
+/// hides the time between them. The epoch's ticks are when the budget is
+/// checked, so a guest is stopped within a tick of running out.
 pub(crate) struct CpuMeter {
-    charged: u64,
-    budget_ticks: u64,
-    clock: Ticks,
-    resumed: Arc<AtomicU64>,
+    budget: Duration,
+    time: Arc<RunTime>,
     /// The budget ran out and the guest was interrupted.
     pub(crate) exceeded: bool,
 }
 
+/// The running time of one call, shared by its store and its future.
+struct RunTime {
+    origin: Instant,
+    /// Nanoseconds since `origin` at which the current poll began.
+    poll_started: AtomicU64,
+    /// Nanoseconds spent in polls that have ended.
+    spent: AtomicU64,
+}
+
+impl RunTime {
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
 impl CpuMeter {
-    /// A meter for `budget` of CPU time (at least one tick) on `clock`.
-    pub(crate) fn new(budget: Duration, clock: &Ticks) -> CpuMeter {
+    /// A meter for `budget` of CPU time.
+    pub(crate) fn new(budget: Duration) -> CpuMeter {
         CpuMeter {
-            charged: 0,
-            budget_ticks: u64::try_from(budget.as_millis() / EPOCH_TICK.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-            clock: clock.clone(),
-            resumed: Arc::new(AtomicU64::new(clock.now())),
+            budget,
+            time: Arc::new(RunTime {
+                origin: Instant::now(),
+                poll_started: AtomicU64::new(0),
+                spent: AtomicU64::new(0),
+            }),
             exceeded: false,
         }
     }
 
-    /// What the store does when the epoch passes the deadline: charge the
-    /// tick if it landed while the guest ran, then yield, or stop the guest.
+    /// What the store does at each epoch tick while the guest runs: yield
+    /// to other tasks, or stop the guest once its running time, the current
+    /// poll included, is over budget.
     pub(crate) fn tick(&mut self) -> UpdateDeadline {
-        if self.clock.now() > self.resumed.load(Ordering::Acquire) {
-            self.charged += 1;
-        }
-        if self.charged > self.budget_ticks {
+        let time = &self.time;
+        let current = time.now() - time.poll_started.load(Ordering::Relaxed);
+        let ran = Duration::from_nanos(time.spent.load(Ordering::Relaxed) + current);
+        if ran > self.budget {
             self.exceeded = true;
             return UpdateDeadline::Interrupt;
         }
-        // The yield suspends the call; `metered` notes the tick it resumes at.
         UpdateDeadline::Yield(1)
     }
 
-    /// What [`metered`] needs to note when the call resumes.
-    pub(crate) fn resume_marker(&self) -> ResumeMarker {
-        ResumeMarker {
-            clock: self.clock.clone(),
-            resumed: self.resumed.clone(),
-        }
+    /// What [`metered`] needs to time the call's polls.
+    pub(crate) fn timer(&self) -> PollTimer {
+        PollTimer(self.time.clone())
     }
 }
 
-/// Notes, each time a call's future is polled, the tick it resumed at.
-pub(crate) struct ResumeMarker {
-    clock: Ticks,
-    resumed: Arc<AtomicU64>,
-}
+/// Times the polls of one call's future for its [`CpuMeter`].
+pub(crate) struct PollTimer(Arc<RunTime>);
 
-/// `run`, with every resumption noted for the call's [`CpuMeter`]: a guest
-/// suspended in a host call that waits makes `run` return `Pending`, and is
-/// running again only when `run` is polled.
-pub(crate) async fn metered<T>(marker: ResumeMarker, run: impl Future<Output = T>) -> T {
+/// `run`, with the time spent inside each of its polls added to the call's
+/// running time: a guest suspended in a host call that waits makes `run`
+/// return `Pending`, and runs again only when `run` is polled.
+pub(crate) async fn metered<T>(timer: PollTimer, run: impl Future<Output = T>) -> T {
+    let time = timer.0;
     let mut run = std::pin::pin!(run);
     std::future::poll_fn(|cx| {
-        marker.resumed.store(marker.clock.now(), Ordering::Release);
-        run.as_mut().poll(cx)
+        let started = time.now();
+        time.poll_started.store(started, Ordering::Relaxed);
+        let polled = run.as_mut().poll(cx);
+        time.spent
+            .fetch_add(time.now() - started, Ordering::Relaxed);
+        polled
     })
     .await
 }
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is
-/// dropped; the returned [`Ticks`] counts the same ticks.
-pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<Ticks, HostError> {
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped.
+pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
     let weak = engine.weak();
-    let ticks = Ticks::default();
-    let counted = ticks.clone();
     std::thread::Builder::new()
         .name("connector-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
-                // Counted before the epoch moves, so that a deadline callback
-                // that sees the new epoch also sees the new count.
-                counted.0.fetch_add(1, Ordering::AcqRel);
                 engine.increment_epoch();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
         })
-        .map(|_| ticks)
+        .map(drop)
         .map_err(|e| HostError::Config(format!("cannot start the epoch ticker: {e}")))
 }
 

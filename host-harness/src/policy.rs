@@ -160,10 +160,9 @@ pub struct CallPolicy {
     pub max_request_bytes: u64,
     /// Largest linear memory the guest may grow to, in bytes.
     pub max_memory_bytes: usize,
-    /// Time the guest may spend computing, in wasm or in host calls that
-    /// do not wait, measured in epoch ticks of 10 ms: a tick counts if it
-    /// lands while the guest runs. Waiting on I/O or a timer costs nothing,
-    /// however often the guest waits.
+    /// Time the guest may spend running, in wasm or in host calls that do
+    /// not wait, checked every 10 ms. Waiting on I/O or a timer costs
+    /// nothing, however often the guest waits.
     pub cpu_budget: Duration,
     /// Outgoing requests one call may send; later ones are refused and the
     /// call fails with `HostError::TooManyRequests`.

@@ -21,7 +21,7 @@ use crate::cache::{self, CacheStatus};
 use crate::error::HostError;
 use crate::exports::{Exports, invoke};
 use crate::hooks::{PolicyHooks, Violations};
-use crate::limits::{self, CpuMeter, Limits, Ticks, metered, start_epoch_ticker, with_deadline};
+use crate::limits::{self, CpuMeter, Limits, metered, start_epoch_ticker, with_deadline};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 use crate::redact::{Redact, Secret};
@@ -322,8 +322,8 @@ impl RuntimeConfig {
     }
 
     /// The engine: pooling allocator sized for the concurrency limit, epoch
-    /// interruption, parallel compilation; and its epoch ticks.
-    fn engine(&self) -> Result<(Engine, Ticks), HostError> {
+    /// interruption, parallel compilation.
+    fn engine(&self) -> Result<Engine, HostError> {
         // Every call runs in one component instance with one core instance
         // per core module (3 for a Rust component) and one memory; the
         // margins admit other components (see `Runtime::load_version`).
@@ -357,8 +357,8 @@ impl RuntimeConfig {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(|e| HostError::Config(e.to_string()))?;
-        let ticks = start_epoch_ticker(&engine)?;
-        Ok((engine, ticks))
+        start_epoch_ticker(&engine)?;
+        Ok(engine)
     }
 }
 
@@ -366,7 +366,6 @@ impl RuntimeConfig {
 /// fresh instance with its own policy.
 pub struct Runtime {
     engine: Engine,
-    ticks: Ticks,
     pre: InstancePre<CallState>,
     exports: Arc<Exports>,
     slots: Arc<Semaphore>,
@@ -385,12 +384,12 @@ impl Runtime {
 
     /// Like [`Runtime::new`], with process-wide settings.
     pub fn with_config(component: &[u8], config: RuntimeConfig) -> Result<Runtime, HostError> {
-        let (engine, ticks) = config.engine()?;
+        let engine = config.engine()?;
         let slots = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1)));
         let pools = Arc::new(Pools::new(config.pool_limits()));
         Pools::start_sweeper(&pools)
             .map_err(|e| HostError::Config(format!("cannot start the pool sweeper: {e}")))?;
-        Runtime::load(component, (engine, ticks), slots, pools, config)
+        Runtime::load(component, engine, slots, pools, config)
     }
 
     /// Loads another version of the connector into this runtime's engine.
@@ -400,7 +399,7 @@ impl Runtime {
         let (slots, pools) = (self.slots.clone(), self.pools.clone());
         Runtime::load(
             component,
-            (self.engine.clone(), self.ticks.clone()),
+            self.engine.clone(),
             slots,
             pools,
             self.config.clone(),
@@ -409,7 +408,7 @@ impl Runtime {
 
     fn load(
         component: &[u8],
-        (engine, ticks): (Engine, Ticks),
+        engine: Engine,
         slots: Arc<Semaphore>,
         pools: Arc<Pools>,
         config: RuntimeConfig,
@@ -431,7 +430,6 @@ impl Runtime {
         let exports = Arc::new(Exports::find(&component)?);
         Ok(Runtime {
             engine,
-            ticks,
             pre,
             exports,
             slots,
@@ -466,12 +464,12 @@ impl Runtime {
         let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
         let _slot = self.slot(&policy).await?;
         let (mut store, _) = self.store(policy.clone(), None);
-        let marker = store.data().cpu.resume_marker();
+        let timer = store.data().cpu.timer();
         let run = async {
             let instance = instantiate(&self.pre, &mut store).await?;
             invoke(&mut store, &instance, &self.exports.describe, ()).await
         };
-        with_deadline(policy.deadline, metered(marker, run)).await
+        with_deadline(policy.deadline, metered(timer, run)).await
     }
 
     /// Calls `validate-connection` under `policy`.
@@ -616,12 +614,12 @@ impl Runtime {
             };
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
-            let marker = store.data().cpu.resume_marker();
+            let timer = store.data().cpu.timer();
             let run = async {
                 let instance = instantiate(&self.pre, &mut store).await?;
                 export(instance, &self.exports, &mut store).await
             };
-            let result = with_deadline(policy.deadline, metered(marker, run)).await;
+            let result = with_deadline(policy.deadline, metered(timer, run)).await;
             let result = enforce_limits(result, store.data(), &policy);
             outcome(result, audit, started, store.data().limits.peak)
         }
@@ -649,7 +647,7 @@ impl Runtime {
             wasi: limits::wasi_ctx(&policy),
             http: limits::http_ctx(&policy),
             limits: Limits::new(max_memory),
-            cpu: CpuMeter::new(policy.cpu_budget, &self.ticks),
+            cpu: CpuMeter::new(policy.cpu_budget),
             hooks: PolicyHooks {
                 tenant: Arc::from(policy.tenant.as_str()),
                 policy,
