@@ -167,6 +167,12 @@ impl<'t, T: Transport> Client<'t, T> {
                  https://{label}.sentinelone.net enter {label}), as shown in the browser's \
                  address bar when you are signed in."
             )),
+            TransportError::DnsTimeout => Error::Unreachable(format!(
+                "Looking up {host} timed out: the SOAR platform's DNS servers did not answer. \
+                 This is a network problem on the platform's side, not a sign of a wrong \
+                 Management Hostname; try again, and if it persists ask the platform \
+                 administrator to check DNS."
+            )),
             TransportError::Timeout => Error::Unreachable(format!(
                 "{host} did not answer {what} in time. The console may be down or overloaded, \
                  or a firewall may be dropping traffic; try again later, and check that the \
@@ -464,6 +470,11 @@ mod tests {
                 TransportError::Dns,
                 "unreachable",
                 "for https://u1-s1.sentinelone.net enter u1-s1",
+            ),
+            (
+                TransportError::DnsTimeout,
+                "unreachable",
+                "DNS servers did not answer",
             ),
             (TransportError::Timeout, "unreachable", "in time"),
             (

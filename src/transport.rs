@@ -86,6 +86,9 @@ pub enum TransportError {
     Denied,
     /// The hostname did not resolve.
     Dns,
+    /// Looking up the hostname took longer than the connect timeout: the
+    /// name servers did not answer, which says nothing about the name.
+    DnsTimeout,
     /// The TCP connection was refused, reset or could not be made.
     Connect(String),
     /// A connect, first-byte or between-bytes timeout expired.

@@ -181,7 +181,8 @@ fn other(message: &str) -> TransportError {
 fn map_error_code(code: ErrorCode) -> TransportError {
     match code {
         ErrorCode::HttpRequestDenied => TransportError::Denied,
-        ErrorCode::DnsError(_) | ErrorCode::DnsTimeout => TransportError::Dns,
+        ErrorCode::DnsError(_) => TransportError::Dns,
+        ErrorCode::DnsTimeout => TransportError::DnsTimeout,
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout

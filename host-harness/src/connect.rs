@@ -31,14 +31,15 @@ use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
-/// The first address of `host:port` a connector may reach.
-pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, HttpError> {
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| HttpError::DnsError {
-            rcode: Some(e.to_string()),
-            info_code: None,
-        })?
+/// The first address of `host:port` a connector may reach, looked up
+/// within `limit` (the request's connect timeout).
+pub(crate) async fn resolve(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<SocketAddr, HttpError> {
+    let found: Vec<SocketAddr> = lookup_within(limit, tokio::net::lookup_host((host, port)))
+        .await?
         .collect();
     if found.is_empty() {
         return Err(HttpError::DnsError {
@@ -50,6 +51,23 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, HttpErr
         .into_iter()
         .find(|a| !is_forbidden(a.ip()))
         .ok_or(HttpError::DestinationIpProhibited)
+}
+
+/// `lookup`, given up after `limit`: a lookup against an unresponsive name
+/// server would otherwise outlast the connect timeout by up to half a
+/// minute (by default glibc tries each of up to three servers twice, 5 s
+/// apiece).
+async fn lookup_within<A>(
+    limit: Duration,
+    lookup: impl Future<Output = std::io::Result<A>>,
+) -> Result<A, HttpError> {
+    timeout(limit, lookup)
+        .await
+        .map_err(|_| HttpError::DnsTimeout)?
+        .map_err(|e| HttpError::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })
 }
 
 fn tls() -> tokio_rustls::TlsConnector {
@@ -159,7 +177,7 @@ fn origin_form(mut request: http::Request<WasiBody>) -> Result<http::Request<Was
 async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>, HttpError> {
     let addr = match key.route() {
         Route::Loopback(addr) => addr,
-        Route::Direct => resolve(key.host(), 443).await?,
+        Route::Direct => resolve(key.host(), 443, limit).await?,
     };
     let tcp = timeout(limit, TcpStream::connect(addr))
         .await
@@ -370,8 +388,18 @@ mod tests {
     #[tokio::test]
     async fn names_resolving_to_loopback_are_refused() {
         assert!(matches!(
-            resolve("localhost", 443).await,
+            resolve("localhost", 443, Duration::from_secs(5)).await,
             Err(HttpError::DestinationIpProhibited)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_is_bounded_by_the_connect_timeout() {
+        let limit = Duration::from_millis(50);
+        let unanswered = std::future::pending::<std::io::Result<()>>();
+        let started = std::time::Instant::now();
+        let result = lookup_within(limit, unanswered).await;
+        assert!(matches!(result, Err(HttpError::DnsTimeout)), "{result:?}");
+        assert!(started.elapsed() >= limit);
     }
 }
