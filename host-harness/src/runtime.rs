@@ -464,12 +464,10 @@ impl Runtime {
         let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
         let _slot = self.slot(&policy).await?;
         let (mut store, _) = self.store(policy.clone(), None);
-        let timer = store.data().cpu.timer();
-        let run = async {
-            let instance = instantiate(&self.pre, &mut store).await?;
-            invoke(&mut store, &instance, &self.exports.describe, ()).await
-        };
-        with_deadline(policy.deadline, metered(timer, run)).await
+        self.run(&mut store, policy.deadline, |instance, exports, store| {
+            Box::pin(async move { invoke(store, &instance, &exports.describe, ()).await })
+        })
+        .await
     }
 
     /// Calls `validate-connection` under `policy`.
@@ -614,17 +612,32 @@ impl Runtime {
             };
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
-            let timer = store.data().cpu.timer();
-            let run = async {
-                let instance = instantiate(&self.pre, &mut store).await?;
-                export(instance, &self.exports, &mut store).await
-            };
-            let result = with_deadline(policy.deadline, metered(timer, run)).await;
+            let result = self.run(&mut store, policy.deadline, export).await;
             let result = enforce_limits(result, store.data(), &policy);
             outcome(result, audit, started, store.data().limits.peak)
         }
         .instrument(span)
         .await
+    }
+
+    /// Runs `export` in a fresh instance in `store`: its running time
+    /// metered against the CPU budget, the whole stopped at `deadline`.
+    async fn run<R>(
+        &self,
+        store: &mut Store<CallState>,
+        deadline: Duration,
+        export: impl for<'a> FnOnce(
+            Instance,
+            &'a Exports,
+            &'a mut Store<CallState>,
+        ) -> CallFuture<'a, R>,
+    ) -> Result<R, HostError> {
+        let timer = store.data().cpu.timer();
+        let run = async {
+            let instance = instantiate(&self.pre, store).await?;
+            export(instance, &self.exports, store).await
+        };
+        with_deadline(deadline, metered(timer, run)).await
     }
 
     /// Backpressure: waits for a call slot rather than fail when busy. The
