@@ -72,11 +72,13 @@ pub(crate) fn load(
         return Ok((Component::new(engine, component)?, CacheStatus::Untrusted));
     }
     let path = entry_path(dir, engine, component);
-    let existed = path.exists();
+    let entry = std::fs::symlink_metadata(&path);
+    let existed = entry.is_ok();
     // An entry others may write to is replaced, not read: the directory is
     // this user's alone, so the new file cannot be swapped again.
-    let verified = existed && std::fs::symlink_metadata(&path).is_ok_and(owner_only_writes);
-    if verified && let Some(serialized) = read_verified(&path) {
+    if entry.is_ok_and(owner_only_writes)
+        && let Some(serialized) = read_verified(&path)
+    {
         // SAFETY: the bytes were produced by `Engine::precompile_component`
         // for an engine with the same compatibility hash (part of the key),
         // and their SHA-256 matches the one written with them.
