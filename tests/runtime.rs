@@ -161,6 +161,32 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_embedder_drops_frees_its_slot_and_its_connection() {
+    let sim = Simulator::start().await.unwrap();
+    let runtime = Runtime::with_config(
+        connector_host::COMPONENT,
+        RuntimeConfig::default().max_concurrent_calls(1),
+    )
+    .unwrap();
+    let patient = policy(&sim).http_timeout(Duration::from_secs(30));
+    let stall = connection(CONSOLE, tokens::STALL);
+    let stalled = runtime.validate_connection(&stall, &patient);
+    let given_up = tokio::time::timeout(Duration::from_millis(300), stalled).await;
+    assert!(given_up.is_err(), "the stalled call was still running");
+    assert_eq!(sim.requests().len(), 1, "it had sent its first request");
+
+    // The only slot is free again at once, and the half-answered connection
+    // is not handed to the next call.
+    let next = policy(&sim).queue_timeout(Duration::from_millis(200));
+    let outcome = runtime
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &next)
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    assert_eq!(sim.connections_accepted(), 2);
+    assert_eq!(runtime.idle_connections(), 1);
+}
+
 async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {
     let outcome = runtime
         .validate_connection(

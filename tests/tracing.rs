@@ -26,16 +26,27 @@ impl Write for Captured {
     }
 }
 
+impl Captured {
+    /// Captures this thread's events, at INFO and above, while the guard lives.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn lines(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn every_call_has_a_span_with_tenant_action_and_outcome() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
     let sim = Simulator::start().await.unwrap();
     let policy = policy(&sim).tenant("acme-corp");
     runtime()
@@ -46,7 +57,7 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
     runtime()
         .validate_connection(&connection(CONSOLE, tokens::EXPIRED), &policy)
         .await;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.lines();
     let finished: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("call finished"))
@@ -91,4 +102,45 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
         !log.contains(tokens::ADMIN) && !log.contains(tokens::EXPIRED),
         "no token in logs"
     );
+}
+
+#[tokio::test]
+async fn a_call_the_embedder_drops_is_traced_as_cancelled_with_its_request_cut_off() {
+    let (captured, _guard) = Captured::start();
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim)
+        .tenant("initech")
+        .http_timeout(std::time::Duration::from_secs(30));
+    let stall = connection(CONSOLE, tokens::STALL);
+    let stalled = runtime().validate_connection(&stall, &policy);
+    let given_up = tokio::time::timeout(std::time::Duration::from_millis(300), stalled).await;
+    assert!(given_up.is_err(), "the stalled call was still running");
+
+    let log = captured.lines();
+    let call = "connector_call{tenant=initech action=\"validate-connection\"}";
+    let finished: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call finished"))
+        .collect();
+    assert_eq!(finished.len(), 1, "{log}");
+    assert!(
+        finished[0].contains(call)
+            && finished[0].contains("outcome=\"cancelled\"")
+            && finished[0].contains("source=\"embedder\"")
+            && finished[0].contains("requests=1"),
+        "{}",
+        finished[0]
+    );
+    let audited: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connector_host::audit"))
+        .collect();
+    assert_eq!(audited.len(), 1, "{log}");
+    assert!(
+        audited[0].contains(&format!("{call}:connector_request{{method=POST"))
+            && audited[0].contains("outcome=cut-off"),
+        "{}",
+        audited[0]
+    );
+    assert!(!log.contains(tokens::STALL), "no token in logs");
 }

@@ -279,11 +279,22 @@ async fn oversized_body_is_cut_off_by_the_host_cap_and_by_the_guest_cap() {
 
     // Host cap above the body: the guest's own 8 MiB cap stops it.
     let policy = policy_for_large(&sim);
-    let err = connector_error(
-        runtime()
-            .validate_connection(&connection(CONSOLE, tokens::OVERSIZED), &policy)
-            .await,
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::OVERSIZED), &policy)
+        .await;
+    // The connector dropped the body part-way: the record says so, and
+    // counts what it had read.
+    let record = &outcome.requests[0];
+    assert_eq!(
+        (record.outcome.as_str(), record.status),
+        ("abandoned", Some(200)),
+        "{record:?}"
     );
+    assert!(
+        (8 * 1024 * 1024..12 * 1024 * 1024).contains(&record.bytes),
+        "{record:?}"
+    );
+    let err = connector_error(outcome);
     assert_eq!(err.kind(), "upstream");
     assert!(err.message().contains("8388608-byte limit"), "{err:?}");
 }
@@ -321,6 +332,19 @@ async fn whole_call_deadline_stops_the_guest() {
         outcome.result
     );
     assert!(outcome.elapsed < Duration::from_secs(10));
+    // The request the deadline cut off says so, and for how long it waited.
+    let [record] = &outcome.requests[..] else {
+        panic!("one request: {:?}", outcome.requests)
+    };
+    assert_eq!(
+        (record.outcome.as_str(), record.status),
+        ("cut-off", None),
+        "{record:?}"
+    );
+    assert!(
+        (450..5_000).contains(&record.duration_ms),
+        "waited until the deadline: {record:?}"
+    );
 }
 
 #[tokio::test]

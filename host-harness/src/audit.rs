@@ -1,7 +1,7 @@
 //! One audit record per outgoing request, with secrets redacted.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -22,14 +22,21 @@ pub struct AuditRecord {
     pub bytes: u64,
     /// From sending to the end of the response body (or the failure), in ms.
     pub duration_ms: u64,
-    /// `ok`, `denied`, or what went wrong (`timeout`, `body-too-large`, ...).
+    /// `ok`, `denied: <why>`, or what went wrong: `timeout`,
+    /// `body-too-large`, `request-body-too-large`, `error: <what>`,
+    /// `abandoned` (the connector dropped the request or its body before
+    /// the end), or `cut-off` (the call ended while the request was in
+    /// flight: its deadline, CPU budget or a trap, or the embedder dropped
+    /// the call).
     pub outcome: String,
 }
 
 /// The records of one call, shared between the hooks and the response
 /// bodies. Every record is redacted as it is stored, and has a
 /// `connector_request` span, a child of the call's, in which its
-/// completion is traced.
+/// completion is traced once: whatever finishes a record first decides its
+/// outcome, and [`AuditLog::close`] finishes any still open when the call
+/// ends.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AuditLog {
     entries: Arc<Mutex<Vec<Entry>>>,
@@ -40,6 +47,8 @@ pub(crate) struct AuditLog {
 struct Entry {
     record: AuditRecord,
     span: tracing::Span,
+    started: Instant,
+    finished: bool,
 }
 
 impl AuditLog {
@@ -62,7 +71,12 @@ impl AuditLog {
             path = %record.path,
         );
         let mut entries = self.lock();
-        entries.push(Entry { record, span });
+        entries.push(Entry {
+            record,
+            span,
+            started: Instant::now(),
+            finished: false,
+        });
         entries.len() - 1
     }
 
@@ -79,25 +93,40 @@ impl AuditLog {
         self.finish(index, |_| {});
     }
 
-    /// Changes record `index` in place: its status, size, duration or
-    /// outcome (the request line was redacted when it was pushed).
+    /// Changes record `index` in place while it is open: its status, size,
+    /// duration or outcome (the request line was redacted when it was
+    /// pushed).
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         self.change(index, f, false);
     }
 
     /// Completes record `index` as [`AuditLog::update`] does, and traces it.
+    /// A record already finished keeps its outcome.
     pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         self.change(index, f, true);
     }
 
-    fn change(&self, index: usize, f: impl FnOnce(&mut AuditRecord), traced: bool) {
-        if let Some(Entry { record, span }) = self.lock().get_mut(index) {
-            f(record);
-            self.secret.redact_in_place(&mut record.outcome);
-            if traced {
-                let _inside = span.enter();
-                trace(record);
-            }
+    /// Finishes every record still open as `cut-off`, timed to now: the
+    /// call has ended, so no response will complete them. Without this a
+    /// request stopped by the deadline would read `pending` for ever and
+    /// never be traced.
+    pub(crate) fn close(&self) {
+        for entry in self.lock().iter_mut().filter(|e| !e.finished) {
+            entry.record.outcome = "cut-off".into();
+            entry.record.duration_ms = millis(entry.started.elapsed());
+            entry.finish();
+        }
+    }
+
+    fn change(&self, index: usize, f: impl FnOnce(&mut AuditRecord), finish: bool) {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(index).filter(|e| !e.finished) else {
+            return;
+        };
+        f(&mut entry.record);
+        self.secret.redact_in_place(&mut entry.record.outcome);
+        if finish {
+            entry.finish();
         }
     }
 
@@ -121,6 +150,14 @@ impl AuditLog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Entry {
+    fn finish(&mut self) {
+        self.finished = true;
+        let _inside = self.span.enter();
+        trace(&self.record);
     }
 }
 
@@ -206,5 +243,31 @@ mod tests {
         let plain = AuditLog::new(Secret::new(None));
         plain.record(record("GET", "h", "/web/api/v2.1/user"));
         assert_eq!(plain.snapshot()[0].path, "/web/api/v2.1/user");
+    }
+
+    #[test]
+    fn a_record_is_finished_once_and_closing_cuts_off_the_open_ones() {
+        let log = AuditLog::new(Secret::new(None));
+        let done = log.push(record("GET", "h", "/a"));
+        let open = log.push(record("POST", "h", "/b"));
+        log.finish(done, |r| r.outcome = "ok".into());
+        // What finishes second (a body dropped after its end) changes nothing.
+        log.finish(done, |r| r.outcome = "abandoned".into());
+        log.update(done, |r| r.status = Some(500));
+        log.update(open, |r| r.status = Some(200));
+        std::thread::sleep(Duration::from_millis(20));
+        log.close();
+        log.finish(open, |r| r.outcome = "ok".into());
+
+        let records = log.snapshot();
+        assert_eq!(
+            (records[0].outcome.as_str(), records[0].status),
+            ("ok", None)
+        );
+        assert_eq!(
+            (records[1].outcome.as_str(), records[1].status),
+            ("cut-off", Some(200))
+        );
+        assert!(records[1].duration_ms >= 20, "{:?}", records[1]);
     }
 }

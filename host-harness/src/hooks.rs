@@ -124,62 +124,76 @@ impl WasiHttpHooks for PolicyHooks {
         let sink = Sink {
             audit: self.audit.clone(),
             index,
-            violations: self.violations.clone(),
+            started: Instant::now(),
+            bytes: 0,
         };
         let (pools, cap) = (self.pools.clone(), self.policy.max_response_bytes);
+        let violations = self.violations.clone();
         let span = self.audit.span(index);
-        Box::new(send(pools, key, sink, cap, request, options).instrument(span))
+        Box::new(send(pools, key, sink, violations, cap, request, options).instrument(span))
     }
 }
 
-/// Where a request's outcome is recorded.
+/// Where a request's outcome is recorded. Whoever holds it last (the
+/// request's future, then its response body) finishes the record; dropped
+/// before that, because the connector gave up on the request, it records
+/// the request as `abandoned`.
 struct Sink {
     audit: AuditLog,
     index: usize,
-    violations: Violations,
+    started: Instant,
+    /// Response body bytes delivered to the connector so far.
+    bytes: u64,
+}
+
+impl Sink {
+    fn finish(&self, outcome: String) {
+        let (bytes, ms) = (self.bytes, millis(self.started.elapsed()));
+        self.audit.finish(self.index, |r| {
+            r.bytes = bytes;
+            r.duration_ms = ms;
+            r.outcome = outcome;
+        });
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // A no-op once the record is finished (see `AuditLog::finish`).
+        self.finish("abandoned".into());
+    }
 }
 
 async fn send(
     pools: Arc<Pools>,
     key: PoolKey,
     sink: Sink,
+    violations: Violations,
     cap: u64,
     request: http::Request<WasiBody>,
     options: RequestOptions,
 ) -> SendResult {
-    let started = Instant::now();
     let host = key.host().to_owned();
     let sent = crate::connect::send(&pools, key, request, options).await;
-    let Sink {
-        audit,
-        index,
-        violations,
-    } = sink;
     if let Err(HttpError::DestinationIpProhibited) = &sent {
         violations.denied(&host);
     }
     match sent {
         Ok((response, io)) => {
-            audit.update(index, |r| r.status = Some(response.status().as_u16()));
+            let status = Some(response.status().as_u16());
+            sink.audit.update(sink.index, |r| r.status = status);
             let response = response.map(|body| {
                 AuditedBody {
                     inner: body.boxed_unsync(),
-                    audit,
-                    index,
-                    started,
-                    bytes: 0,
+                    sink,
                     cap,
-                    finished: false,
                 }
                 .boxed_unsync()
             });
             Ok((response, io))
         }
         Err(error) => {
-            audit.finish(index, |r| {
-                r.outcome = outcome_of(&error);
-                r.duration_ms = millis(started.elapsed());
-            });
+            sink.finish(outcome_of(&error));
             Err(error)
         }
     }
@@ -245,30 +259,11 @@ fn outcome_of(error: &HttpError) -> String {
 }
 
 /// A response body that counts bytes into the audit record and stops at the
-/// policy's cap.
+/// policy's cap. Dropped before its end, its sink records it `abandoned`.
 struct AuditedBody {
     inner: WasiBody,
-    audit: AuditLog,
-    index: usize,
-    started: Instant,
-    bytes: u64,
+    sink: Sink,
     cap: u64,
-    finished: bool,
-}
-
-impl AuditedBody {
-    fn finish(&mut self, outcome: String) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
-        let (bytes, ms) = (self.bytes, millis(self.started.elapsed()));
-        self.audit.finish(self.index, |r| {
-            r.bytes = bytes;
-            r.duration_ms = ms;
-            r.outcome = outcome;
-        });
-    }
 }
 
 impl Body for AuditedBody {
@@ -283,23 +278,23 @@ impl Body for AuditedBody {
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    let total = this.bytes + data.len() as u64;
+                    let total = this.sink.bytes + data.len() as u64;
                     if total > this.cap {
-                        this.finish("body-too-large".into());
+                        this.sink.finish("body-too-large".into());
                         return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
                             this.cap,
                         )))));
                     }
-                    this.bytes = total;
+                    this.sink.bytes = total;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(error)) => {
-                this.finish(outcome_of(&error));
+                this.sink.finish(outcome_of(&error));
                 Poll::Ready(Some(Err(error)))
             }
             None => {
-                this.finish("ok".into());
+                this.sink.finish("ok".into());
                 Poll::Ready(None)
             }
         }
@@ -311,12 +306,5 @@ impl Body for AuditedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for AuditedBody {
-    fn drop(&mut self) {
-        // The guest stopped reading before the end (its own cap, or a trap).
-        self.finish("abandoned".into());
     }
 }

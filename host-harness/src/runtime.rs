@@ -605,16 +605,20 @@ impl Runtime {
     ) -> Outcome<R> {
         let span = tracing::info_span!("connector_call", tenant = %policy.tenant, action);
         async {
-            let started = Instant::now();
+            let mut queued = Unfinished::new();
             let _slot = match self.slot(policy).await {
                 Ok(slot) => slot,
-                Err(error) => return outcome(Err(error), AuditLog::default(), started, 0),
+                Err(error) => return queued.end(Err(error), 0),
             };
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
+            // Bound after the store, so it drops first: if the embedder drops
+            // the call, requests in flight are recorded as cut off before the
+            // store's drop aborts them (they would then read `abandoned`).
+            let mut call = queued.running(audit);
             let result = self.run(&mut store, policy.deadline, export).await;
             let result = enforce_limits(result, store.data(), &policy);
-            outcome(result, audit, started, store.data().limits.peak)
+            call.end(result, store.data().limits.peak)
         }
         .instrument(span)
         .await
@@ -756,36 +760,77 @@ fn enforce_limits<T>(
     result
 }
 
-fn outcome<T: Redact>(
-    mut result: Result<Result<T, ConnectorError>, HostError>,
+/// A call from its start to its outcome. Dropped before [`Unfinished::end`]
+/// (the embedder dropped the call's future), it still closes the audit
+/// trail and traces the call, as `cancelled`.
+struct Unfinished {
     audit: AuditLog,
     started: Instant,
-    memory_bytes: usize,
-) -> Outcome<T> {
-    result.redact(audit.secret());
-    let result = match result {
-        Ok(answer) => answer.map_err(CallError::Connector),
-        Err(e) => Err(CallError::Host(e)),
-    };
-    let elapsed = started.elapsed();
-    let requests = audit.snapshot();
-    let (kind, source) = match &result {
-        Ok(_) => ("ok", "-"),
-        Err(CallError::Connector(e)) => (e.kind(), "connector"),
-        Err(CallError::Host(e)) => (e.kind(), "host"),
-    };
-    tracing::info!(
-        target: "connector_host::call",
-        duration_ms = crate::audit::millis(elapsed),
-        outcome = kind,
-        source,
-        requests = requests.len(),
-        "call finished"
-    );
-    Outcome {
-        result,
-        requests,
-        elapsed,
-        memory_bytes,
+    ended: bool,
+}
+
+impl Unfinished {
+    fn new() -> Unfinished {
+        Unfinished {
+            audit: AuditLog::default(),
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// The call, now running with `audit` as its trail.
+    fn running(mut self, audit: AuditLog) -> Unfinished {
+        self.audit = audit;
+        self
+    }
+
+    /// The call's outcome: `result` redacted, the audit trail closed (a
+    /// request still in flight reads `cut-off`) and the call traced.
+    fn end<T: Redact>(
+        &mut self,
+        mut result: Result<Result<T, ConnectorError>, HostError>,
+        memory_bytes: usize,
+    ) -> Outcome<T> {
+        self.ended = true;
+        result.redact(self.audit.secret());
+        let result = match result {
+            Ok(answer) => answer.map_err(CallError::Connector),
+            Err(e) => Err(CallError::Host(e)),
+        };
+        let (kind, source) = match &result {
+            Ok(_) => ("ok", "-"),
+            Err(CallError::Connector(e)) => (e.kind(), "connector"),
+            Err(CallError::Host(e)) => (e.kind(), "host"),
+        };
+        let (elapsed, requests) = self.close(kind, source);
+        Outcome {
+            result,
+            requests,
+            elapsed,
+            memory_bytes,
+        }
+    }
+
+    fn close(&self, kind: &str, source: &str) -> (Duration, Vec<AuditRecord>) {
+        self.audit.close();
+        let elapsed = self.started.elapsed();
+        let requests = self.audit.snapshot();
+        tracing::info!(
+            target: "connector_host::call",
+            duration_ms = crate::audit::millis(elapsed),
+            outcome = kind,
+            source,
+            requests = requests.len(),
+            "call finished"
+        );
+        (elapsed, requests)
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.close("cancelled", "embedder");
+        }
     }
 }
