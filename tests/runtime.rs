@@ -121,12 +121,19 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
         RuntimeConfig::default().max_concurrent_calls(1),
     )
     .unwrap();
+    // Three tenants, so that only the runtime's limit is in play.
     // Holds the only slot for about a second.
-    let busy = policy(&sim).http_timeout(Duration::from_secs(1));
+    let busy = policy(&sim)
+        .tenant("acme")
+        .http_timeout(Duration::from_secs(1));
     // Cannot wait that long.
-    let impatient = policy(&sim).queue_timeout(Duration::from_millis(200));
+    let impatient = policy(&sim)
+        .tenant("globex")
+        .queue_timeout(Duration::from_millis(200));
     // Waits, then runs.
-    let patient = policy(&sim).queue_timeout(Duration::from_secs(20));
+    let patient = policy(&sim)
+        .tenant("initech")
+        .queue_timeout(Duration::from_secs(20));
     let stall = connection(CONSOLE, tokens::STALL);
     let admin = connection(CONSOLE, tokens::ADMIN);
     let (first, second, third) = tokio::join!(
@@ -185,6 +192,81 @@ async fn a_call_the_embedder_drops_frees_its_slot_and_its_connection() {
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     assert_eq!(sim.connections_accepted(), 2);
     assert_eq!(runtime.idle_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tenant_waits_for_its_own_calls_and_leaves_the_slots_to_others() {
+    let sim = Simulator::start().await.unwrap();
+    let config = RuntimeConfig::default()
+        .max_concurrent_calls(2)
+        .max_concurrent_calls_per_tenant(1);
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config).unwrap();
+    let acme = |wait: u64| {
+        policy(&sim)
+            .tenant("acme")
+            .http_timeout(Duration::from_secs(1))
+            .queue_timeout(Duration::from_millis(wait))
+    };
+    let globex = policy(&sim)
+        .tenant("globex")
+        .queue_timeout(Duration::from_millis(200));
+    let (stall, admin) = (
+        connection(CONSOLE, tokens::STALL),
+        connection(CONSOLE, tokens::ADMIN),
+    );
+    let later = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    let (holding, impatient, patient) = (acme(200), acme(200), acme(20_000));
+    let (busy, refused, queued, other, tenants) = tokio::join!(
+        // Holds acme's only turn for about a second.
+        runtime.validate_connection(&stall, &holding),
+        async {
+            later(100).await;
+            runtime.validate_connection(&admin, &impatient).await
+        },
+        // Waits for acme's turn without holding the runtime's other slot...
+        async {
+            later(100).await;
+            runtime.validate_connection(&admin, &patient).await
+        },
+        // ...which globex gets at once.
+        async {
+            later(300).await;
+            runtime.validate_connection(&admin, &globex).await
+        },
+        async {
+            later(800).await;
+            runtime.active_tenants()
+        },
+    );
+    assert!(
+        matches!(busy.result, Err(CallError::Connector(_))),
+        "{busy:?}"
+    );
+    let error = match refused.result {
+        Err(CallError::Host(e)) => e,
+        other => panic!("acme's impatient call was refused: {other:?}"),
+    };
+    assert!(
+        matches!(error, HostError::TenantLimit { running: 1, waited } if waited == Duration::from_millis(200)),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "tenant-limit");
+    assert!(
+        error
+            .to_string()
+            .contains("this tenant already has 1 calls running")
+    );
+    assert!(refused.requests.is_empty(), "a refused call sends nothing");
+    // Had acme's queued call held the other slot, globex would have timed
+    // out waiting for it.
+    assert!(other.result.is_ok(), "{:?}", other.result);
+    assert!(queued.result.is_ok(), "{:?}", queued.result);
+    assert!(
+        queued.elapsed >= Duration::from_millis(600),
+        "it waited for acme's turn"
+    );
+    assert_eq!(tenants, 1, "acme, with a call running and one queued");
+    assert_eq!(runtime.active_tenants(), 0, "no tenant is remembered after");
 }
 
 async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {

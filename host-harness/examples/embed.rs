@@ -20,7 +20,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // cache makes the next start skip compilation.
     let config = RuntimeConfig::default()
         .cache_dir(std::env::temp_dir().join("soar-connector-cache"))
-        .max_concurrent_calls(64);
+        .max_concurrent_calls(64)
+        // No one tenant may take more than 16 of the 64 slots.
+        .max_concurrent_calls_per_tenant(16);
     let runtime = Runtime::with_config(connector_host::COMPONENT, config)?;
     println!("compiled component: {:?}", runtime.cache_status());
 

@@ -35,6 +35,19 @@ pub enum HostError {
     /// No call slot freed up within the policy's queue timeout.
     #[error("no call slot became free within {0:?}; the host is at its concurrency limit")]
     QueueTimeout(Duration),
+    /// The call's tenant already had as many calls running as one tenant
+    /// may (`RuntimeConfig::max_concurrent_calls_per_tenant`), and none
+    /// finished within the policy's queue timeout.
+    #[error(
+        "this tenant already has {running} calls running, the most one tenant may, and none \
+         finished within {waited:?}; retry when they have"
+    )]
+    TenantLimit {
+        /// The per-tenant limit.
+        running: usize,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The guest tried to send more requests than the call allows; the
     /// excess was refused and the call's result discarded.
     #[error("the connector tried to send more than {0} requests in one call")]
@@ -72,6 +85,7 @@ impl HostError {
             HostError::CpuBudget(_) => "cpu-budget",
             HostError::TooManyRequests(_) => "too-many-requests",
             HostError::QueueTimeout(_) => "queue-timeout",
+            HostError::TenantLimit { .. } => "tenant-limit",
             HostError::EgressDenied(_) => "egress-denied",
             HostError::RequestTooLarge(_) => "request-too-large",
             HostError::HostResources(_) => "host-resources",

@@ -20,8 +20,9 @@
 //! ```
 //!
 //! - [`Runtime`] compiles the component once and instantiates it per call
-//!   from wasmtime's pooling allocator, behind a semaphore, with keep-alive
-//!   connections pooled per tenant and destination.
+//!   from wasmtime's pooling allocator, behind a bound on calls in flight
+//!   in all and per tenant, with keep-alive connections pooled per tenant
+//!   and destination.
 //! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
 //!   timeouts, body caps, memory, CPU, request count and a deadline.
 //! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
@@ -46,6 +47,7 @@ mod pool;
 mod redact;
 mod runtime;
 pub mod simulator;
+mod slots;
 
 pub use audit::AuditRecord;
 pub use cache::CacheStatus;

@@ -183,10 +183,13 @@ pub struct CallPolicy {
     /// them before the guest's memory cap could refuse them. Default 64 KiB
     /// (wasmtime-wasi's is 64 MiB); seeds and nonces need a few dozen.
     pub max_random_bytes: u64,
-    /// How long a call waits for a free slot when the runtime is at its
-    /// concurrency limit before failing with `HostError::QueueTimeout`.
+    /// How long a call waits, in all, for its tenant's turn and a free
+    /// slot before failing with `HostError::TenantLimit` or
+    /// `HostError::QueueTimeout`.
     pub queue_timeout: Duration,
-    /// The tenant, for tracing spans and logs.
+    /// The tenant the call runs for: named in tracing spans and logs, and
+    /// the key of `RuntimeConfig::max_concurrent_calls_per_tenant`.
+    /// Default `-`, which every unlabelled call shares.
     pub tenant: String,
 }
 

@@ -13,7 +13,6 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -25,6 +24,7 @@ use crate::limits::{self, CpuMeter, Limits, metered, start_epoch_ticker, with_de
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 use crate::redact::{Redact, Secret};
+use crate::slots::{Slot, Slots};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -213,6 +213,11 @@ pub struct RuntimeConfig {
     /// Calls running at once; further calls wait (see
     /// [`CallPolicy::queue_timeout`]). Default 64.
     pub max_concurrent_calls: usize,
+    /// Calls of one tenant ([`CallPolicy::tenant`]) running at once. A
+    /// tenant's further calls wait for one of its own to finish, holding no
+    /// slot meanwhile, so one busy tenant cannot take every slot from the
+    /// others. `None` (the default) is half of `max_concurrent_calls`.
+    pub max_concurrent_calls_per_tenant: Option<usize>,
     /// Where compiled components are cached across restarts; `None` (the
     /// default) compiles on every start.
     pub cache_dir: Option<std::path::PathBuf>,
@@ -249,6 +254,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_concurrent_calls: 64,
+            max_concurrent_calls_per_tenant: None,
             cache_dir: None,
             max_memory_per_instance: 256 << 20,
             max_idle_connections_per_destination: 8,
@@ -265,6 +271,21 @@ impl RuntimeConfig {
     pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
         self.max_concurrent_calls = calls.max(1);
         self
+    }
+
+    /// Sets how many calls of one tenant run at once (at least 1; see
+    /// [`RuntimeConfig::max_concurrent_calls_per_tenant`]).
+    pub fn max_concurrent_calls_per_tenant(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls_per_tenant = Some(calls.max(1));
+        self
+    }
+
+    /// The per-tenant limit in force: as set, or half of
+    /// `max_concurrent_calls` (at least 1).
+    pub fn per_tenant_limit(&self) -> usize {
+        self.max_concurrent_calls_per_tenant
+            .unwrap_or(self.max_concurrent_calls / 2)
+            .max(1)
     }
 
     /// Caches compiled components in `dir`.
@@ -368,7 +389,7 @@ pub struct Runtime {
     engine: Engine,
     pre: InstancePre<CallState>,
     exports: Arc<Exports>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     pools: Arc<Pools>,
     config: RuntimeConfig,
     cache_status: CacheStatus,
@@ -385,7 +406,10 @@ impl Runtime {
     /// Like [`Runtime::new`], with process-wide settings.
     pub fn with_config(component: &[u8], config: RuntimeConfig) -> Result<Runtime, HostError> {
         let engine = config.engine()?;
-        let slots = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1)));
+        let slots = Arc::new(Slots::new(
+            config.max_concurrent_calls,
+            config.per_tenant_limit(),
+        ));
         let pools = Arc::new(Pools::new(config.pool_limits()));
         Pools::start_sweeper(&pools)
             .map_err(|e| HostError::Config(format!("cannot start the pool sweeper: {e}")))?;
@@ -409,7 +433,7 @@ impl Runtime {
     fn load(
         component: &[u8],
         engine: Engine,
-        slots: Arc<Semaphore>,
+        slots: Arc<Slots>,
         pools: Arc<Pools>,
         config: RuntimeConfig,
     ) -> Result<Runtime, HostError> {
@@ -457,6 +481,12 @@ impl Runtime {
     /// Idle keep-alive connections held now, across tenants.
     pub fn idle_connections(&self) -> usize {
         self.pools.idle_count()
+    }
+
+    /// Tenants with a call queued or running now, across the versions that
+    /// share this runtime's slots.
+    pub fn active_tenants(&self) -> usize {
+        self.slots.active_tenants()
     }
 
     /// Calls `describe`. Sends no request.
@@ -644,13 +674,13 @@ impl Runtime {
         with_deadline(deadline, metered(timer, run)).await
     }
 
-    /// Backpressure: waits for a call slot rather than fail when busy. The
-    /// slot also guarantees the pooling allocator has room for the instance.
-    async fn slot(&self, policy: &CallPolicy) -> Result<SemaphorePermit<'_>, HostError> {
-        match tokio::time::timeout(policy.queue_timeout, self.slots.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(HostError::QueueTimeout(policy.queue_timeout)),
-        }
+    /// Backpressure: waits for the tenant's turn and a call slot rather
+    /// than fail when busy. The slot also guarantees the pooling allocator
+    /// has room for the instance.
+    async fn slot(&self, policy: &CallPolicy) -> Result<Slot, HostError> {
+        self.slots
+            .acquire(&policy.tenant, policy.queue_timeout)
+            .await
     }
 
     fn store(&self, policy: Arc<CallPolicy>, secret: Option<&str>) -> (Store<CallState>, AuditLog) {
