@@ -149,6 +149,20 @@ async fn a_panic_is_a_trap() {
 }
 
 #[tokio::test]
+async fn exiting_in_the_middle_of_a_call_is_a_failure_not_a_success() {
+    let err = host_error(misbehave("exit", &CallPolicy::default()).await);
+    assert_eq!(err.kind(), "trap");
+    assert_eq!(
+        err.to_string(),
+        "the connector crashed: it called exit (status 0) in the middle of a call, \
+         returning nothing"
+    );
+    // The runtime is unharmed: the next call runs.
+    let outcome = misbehave("", &CallPolicy::default()).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
+
+#[tokio::test]
 async fn no_state_survives_between_calls() {
     // One call slot, so every call reuses the memory slot of the last.
     let config = RuntimeConfig::default().max_concurrent_calls(1);

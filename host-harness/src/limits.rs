@@ -188,6 +188,14 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), HostError> {
 /// wasm backtrace goes to a debug event instead of the error.
 pub(crate) fn trap(error: wasmtime::Error) -> HostError {
     tracing::debug!(target: "connector_host::trap", "{error:?}");
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        // `wasi:cli/exit` ends a command, not a call: whatever the status,
+        // the call returned nothing.
+        return HostError::Trap(format!(
+            "it called exit (status {}) in the middle of a call, returning nothing",
+            exit.0
+        ));
+    }
     HostError::Trap(match error.downcast_ref::<wasmtime::Trap>() {
         Some(code) => format!("wasm trap: {code}"),
         None => error.root_cause().to_string(),

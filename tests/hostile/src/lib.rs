@@ -250,6 +250,8 @@ impl c::Guest for Hostile {
             }
             "echo" => user = conn.api_token.clone(),
             "trap" => panic!("the hostile connector panics"),
+            // Claims success on the way out: status 0.
+            "exit" => std::process::exit(0),
             _ => {}
         }
         Ok(c::ConnectionReport {
