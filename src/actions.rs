@@ -150,11 +150,14 @@ pub fn run<T: Transport>(
                         return Ok(outcome);
                     }
                     None => format!(
-                        "an answer without an 'affected' count ({})",
+                        "The console answered {what} without an 'affected' count ({}).",
                         body::summarize(&r.body)
                     ),
                 },
-                Err(_) => format!("an unreadable answer ({})", body::summarize(&r.body)),
+                Err(_) => format!(
+                    "The console's answer to {what} could not be read ({}).",
+                    body::summarize(&r.body)
+                ),
             }
         }
         // Refused before processing: nothing happened, say why.
@@ -166,12 +169,17 @@ pub fn run<T: Transport>(
                 Some(direction.permission()),
             ));
         }
-        Ok(r) => format!("HTTP {} ({})", r.status, body::summarize(&r.body)),
+        Ok(r) => format!(
+            "The console answered {what} with HTTP {} ({}).",
+            r.status,
+            body::summarize(&r.body)
+        ),
         Err(e @ (Error::EgressDenied(_) | Error::InvalidConfig(_))) => return Err(e),
+        // Already says what failed, in sentences of its own.
         Err(e) => e.message().to_owned(),
     };
     // The console may or may not have acted: never resend, look instead.
-    uncertain(client, host, direction, wait, &what, &failure)
+    uncertain(client, host, direction, wait, &failure)
 }
 
 fn accepted<T: Transport>(
@@ -200,7 +208,6 @@ fn uncertain<T: Transport>(
     host: Host,
     direction: Direction,
     wait: Duration,
-    what: &str,
     failure: &str,
 ) -> Result<ActionOutcome> {
     let verb = direction.verb();
@@ -208,17 +215,17 @@ fn uncertain<T: Transport>(
         Ok(now) => now.network_state,
         Err(e) => {
             return Err(Error::Upstream(format!(
-                "The console answered {what} with {failure}, and reading agent {} afterwards \
-                 failed too ({}). Check its state in the console before retrying the {verb}.",
+                "{failure} Reading agent {} afterwards failed too ({}), so whether the {verb} \
+                 started is unknown. Check its state in the console before retrying the {verb}.",
                 host.agent_id,
-                e.message()
+                e.message().trim_end_matches('.')
             )));
         }
     };
     if !direction.already(state) {
         return Err(Error::Upstream(format!(
-            "The console answered {what} with {failure}. Agent {} ({}) still reports {}, so the \
-             {verb} has not started; it was not resent automatically. Retry the action.",
+            "{failure} Agent {} ({}) still reports {}, so the {verb} has not started; it was not \
+             resent automatically. Retry the action.",
             host.agent_id,
             host.hostname,
             state.as_str()
@@ -227,8 +234,7 @@ fn uncertain<T: Transport>(
     let state = poll(client, &host.agent_id, direction, wait).unwrap_or(state);
     Ok(ActionOutcome {
         detail: format!(
-            "The console answered {what} with {failure}, but agent {} now reports {}, so the \
-             {verb} was accepted.",
+            "{failure} Even so, agent {} now reports {}, so the {verb} was accepted.",
             host.agent_id,
             state.as_str()
         ),
@@ -431,7 +437,13 @@ mod tests {
             .reply(200, &page("connected"));
         let err = run_with(&mut t, Direction::Isolate, &[]).unwrap_err();
         assert_eq!(err.kind(), "upstream");
-        assert!(err.message().contains("still reports connected"), "{err}");
+        assert_eq!(
+            err.message(),
+            "The console answered POST /web/api/v2.1/agents/actions/disconnect with HTTP 500 \
+             (Server could not process the request.). Agent 42 (FIN-LT-0042) still reports \
+             connected, so the isolate has not started; it was not resent automatically. Retry \
+             the action."
+        );
         assert_eq!(posts(&t).len(), 1);
 
         let mut t = Scripted::default()
@@ -441,7 +453,30 @@ mod tests {
             .reply(200, &page("disconnecting"));
         let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
         assert!(out.changed);
-        assert!(out.detail.contains("was accepted"), "{}", out.detail);
+        assert_eq!(
+            out.detail,
+            "u1.sentinelone.net did not answer POST /web/api/v2.1/agents/actions/disconnect in \
+             time. The console may be down or overloaded, or a firewall may be dropping traffic; \
+             try again later, and check that the SOAR platform can reach u1.sentinelone.net on \
+             port 443. Even so, agent 42 now reports disconnecting, so the isolate was accepted."
+        );
+        assert_eq!(posts(&t).len(), 1);
+
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{}}"#)
+            .fail(TransportError::Timeout);
+        let err = run_with(&mut t, Direction::Isolate, &[]).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "The console answered POST /web/api/v2.1/agents/actions/disconnect without an \
+             'affected' count ({\"data\":{}}). Reading agent 42 afterwards failed too \
+             (u1.sentinelone.net did not answer GET /web/api/v2.1/agents in time. The console \
+             may be down or overloaded, or a firewall may be dropping traffic; try again later, \
+             and check that the SOAR platform can reach u1.sentinelone.net on port 443), so \
+             whether the isolate started is unknown. Check its state in the console before \
+             retrying the isolate."
+        );
         assert_eq!(posts(&t).len(), 1);
     }
 
