@@ -197,8 +197,8 @@ impl<'t, T: Transport> Client<'t, T> {
                 body::quote(&detail)
             )),
             TransportError::Other(detail) => Error::Unreachable(format!(
-                "The request {what} to {host} failed: {}.",
-                body::quote(&detail)
+                "The request {what} to {host} failed: {}",
+                body::full_stop(&body::quote(&detail))
             )),
         }
     }
@@ -249,7 +249,8 @@ impl<'t, T: Transport> Client<'t, T> {
                 }
             }
             _ => Error::Upstream(format!(
-                "SentinelOne answered HTTP {status} to {what}: {said}."
+                "SentinelOne answered HTTP {status} to {what}: {}",
+                body::full_stop(&said)
             )),
         }
     }
@@ -262,9 +263,11 @@ pub fn parse_json<'a, D: serde::Deserialize<'a>>(
     path: &str,
 ) -> Result<D> {
     serde_json::from_slice(&response.body).map_err(|e| {
+        // The excerpt goes last: it is arbitrary text, often cut mid-token,
+        // and would blur the boundary of any sentence after it.
         Error::Upstream(format!(
-            "The console's answer to {} {API_PREFIX}{} was not the expected JSON ({e}); it \
-             began: {}. A proxy or an incompatible console version can cause this.",
+            "The console's answer to {} {API_PREFIX}{} was not the expected JSON ({e}). A proxy \
+             or an incompatible console version can cause this. The answer began: {}",
             method.as_str(),
             strip_query(path),
             body::summarize(&response.body)
@@ -550,6 +553,29 @@ mod tests {
             .read_json::<serde_json::Value>(Method::Get, "/user", None, None)
             .unwrap_err();
         assert_eq!(err.kind(), "upstream");
-        assert!(err.message().contains("not the expected JSON"), "{err}");
+        assert_eq!(
+            err.message(),
+            "The console's answer to GET /web/api/v2.1/user was not the expected JSON (EOF \
+             while parsing a list at line 1 column 10). A proxy or an incompatible console \
+             version can cause this. The answer began: {\"data\": ["
+        );
+    }
+
+    #[test]
+    fn a_quoted_answer_ends_its_sentence_once() {
+        let said = "SentinelOne answered HTTP 500 to GET /web/api/v2.1/user:";
+        for (body, message) in [
+            (
+                "Server could not process the request.",
+                format!("{said} Server could not process the request."),
+            ),
+            ("Bad gateway", format!("{said} Bad gateway.")),
+        ] {
+            let mut t = Scripted::default().reply(500, body);
+            let err = client(&mut t)
+                .read_json::<serde_json::Value>(Method::Get, "/user", None, None)
+                .unwrap_err();
+            assert_eq!(err.message(), message);
+        }
     }
 }

@@ -132,6 +132,16 @@ fn html_title(text: &str) -> Option<String> {
     (!title.is_empty()).then(|| title.to_owned())
 }
 
+/// `text` ending a sentence: with a full stop, unless it already ends
+/// with one (or `?`, `!`, `…`), so a quoted answer never gives `..`.
+pub fn full_stop(text: &str) -> String {
+    if text.ends_with(['.', '?', '!', '…']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    }
+}
+
 /// Printable, single-line, bounded.
 pub fn quote(text: &str) -> String {
     let mut out = String::new();

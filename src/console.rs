@@ -29,7 +29,9 @@ impl Console {
     pub fn parse(input: &str) -> Result<Console> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
-            return Err(invalid("The Management Hostname is empty.".into()));
+            return Err(invalid(format!(
+                "The Management Hostname is empty. {EXPECTED}"
+            )));
         }
         check_characters(trimmed)?;
         let lower = trimmed.to_ascii_lowercase();
@@ -250,11 +252,10 @@ fn check_dns_name(host: &str, original: &str) -> Result<()> {
 /// Refuses names that are valid DNS but never a tenant's management console.
 fn check_is_tenant_console(host: &str) -> Result<()> {
     if host == "localhost" || host.ends_with(".localhost") || host == "localhost.sentinelone.net" {
-        return Err(invalid(
+        return Err(invalid(format!(
             "The Management Hostname points at this machine (localhost); the token may only be \
-             sent to a SentinelOne console."
-                .into(),
-        ));
+             sent to a SentinelOne console. {EXPECTED}"
+        )));
     }
     if host == SENTINELONE_DOMAIN || host == "www.sentinelone.net" {
         return Err(invalid(format!(
@@ -451,5 +452,17 @@ mod tests {
         assert!(msg("console.sentinelone.net").contains("not a tenant console"));
         let huge = format!("{}/x", "a".repeat(10_000));
         assert!(msg(&huge).len() < 600);
+        // Every refusal tells the admin what to type instead.
+        for input in [
+            "",
+            "   ",
+            "localhost",
+            "x.localhost",
+            "10.1.2.3",
+            "ftp://x",
+            "a b",
+        ] {
+            assert!(msg(input).ends_with(EXPECTED), "{input:?}: {}", msg(input));
+        }
     }
 }

@@ -106,9 +106,16 @@ impl Selector {
     /// `hostname`, `ip`, `mac`). Bad values are `invalid-config`.
     pub fn parse(kind: &str, value: &str) -> Result<Selector> {
         let v = value.trim();
+        let label = match kind {
+            "agent-id" => "agent id",
+            "uuid" => "agent UUID",
+            "ip" => "IP address",
+            "mac" => "MAC address",
+            other => other,
+        };
         let bad = |why: &str| {
             Err(Error::InvalidConfig(format!(
-                "The {kind} \"{}\" is not valid: {why}.",
+                "The {label} \"{}\" is not valid: {why}.",
                 body::quote(v)
             )))
         };
@@ -455,6 +462,24 @@ mod tests {
                 "invalid-config",
                 "{kind} {bad:?}"
             );
+        }
+        // The message names the kind as an admin would.
+        for (kind, value, message) in [
+            (
+                "ip",
+                "10.0.0",
+                "The IP address \"10.0.0\" is not valid: expected an IPv4 or IPv6 address such \
+                 as 10.0.0.12.",
+            ),
+            (
+                "mac",
+                "zz",
+                "The MAC address \"zz\" is not valid: expected a MAC address such as \
+                 00:b0:d0:63:c2:26.",
+            ),
+        ] {
+            let err = Selector::parse(kind, value).unwrap_err();
+            assert_eq!(err.message(), message);
         }
     }
 

@@ -192,8 +192,8 @@ pub fn fetch<T: Transport>(
     let page: Page<'_> = crate::api::parse_json(&response, Method::Get, "/threats")?;
     let Some(items) = page.data else {
         return Err(Error::Upstream(format!(
-            "The console's threats answer has no data list: {}.",
-            body::summarize(&response.body)
+            "The console's threats answer has no data list: {}",
+            body::full_stop(&body::summarize(&response.body))
         )));
     };
     let mut warnings = page
