@@ -220,6 +220,48 @@ async fn well_behaved_calls_succeed_beside_hostile_ones() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_flooding_the_runtime_with_slow_calls_leaves_room_for_others() {
+    let config = RuntimeConfig::default()
+        .max_concurrent_calls(4)
+        .max_concurrent_calls_per_tenant(2);
+    let runtime = std::sync::Arc::new(
+        Runtime::with_config(connector_host::HOSTILE_COMPONENT, config).unwrap(),
+    );
+    // Eight calls that each take 300 ms (20 sleeps of 15 ms) and compute
+    // nothing, so every one of them is queued at once.
+    let mallory = CallPolicy::default().tenant("mallory");
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (runtime, mallory) = (runtime.clone(), mallory.clone());
+            tokio::spawn(async move {
+                let slow = connection("wait:20", "hostile-token");
+                runtime.validate_connection(&slow, &mallory).await.result
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // In one line behind the flood, these would wait 250 ms or more for a
+    // slot; as it is, the flood holds two of the four.
+    let polite = CallPolicy::default()
+        .tenant("acme")
+        .queue_timeout(Duration::from_millis(150));
+    for _ in 0..5 {
+        let outcome = runtime
+            .validate_connection(&connection("", "hostile-token"), &polite)
+            .await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    }
+    for call in flood {
+        let report = call
+            .await
+            .unwrap()
+            .expect("the flood's calls run, two at a time");
+        assert_eq!(report.user.as_deref(), Some("20"));
+    }
+}
+
 /// A guest that ignores a refused request is stopped with the host's own
 /// `egress-denied`, naming the destination; nothing reached the network.
 fn assert_egress_denied(outcome: Outcome<connector_host::ConnectionReport>, destination: &str) {
