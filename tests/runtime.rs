@@ -269,6 +269,36 @@ async fn a_busy_tenant_waits_for_its_own_calls_and_leaves_the_slots_to_others() 
     assert_eq!(runtime.active_tenants(), 0, "no tenant is remembered after");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_set_to_the_largest_duration_mean_no_limit_not_a_crash() {
+    let sim = Simulator::start().await.unwrap();
+    let config = RuntimeConfig::default().idle_connection_timeout(Duration::MAX);
+    let runtime = Runtime::with_config(connector_host::COMPONENT, config).unwrap();
+    let unlimited = policy(&sim)
+        .http_timeout(Duration::MAX)
+        .deadline(Duration::MAX)
+        .cpu_budget(Duration::MAX)
+        .queue_timeout(Duration::MAX);
+    // (The between-bytes timer, which only a body that pauses arms, is
+    // tested with an unlimited timeout in `connect`'s unit tests.)
+    let outcome = runtime
+        .fetch_threats(
+            &connection(CONSOLE, tokens::ADMIN),
+            None,
+            &connector_host::FetchOptions {
+                page_size: 500,
+                lookback_seconds: None,
+            },
+            &unlimited,
+        )
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let outcome = runtime
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &unlimited)
+        .await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
+
 async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {
     let outcome = runtime
         .validate_connection(

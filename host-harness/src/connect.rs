@@ -26,6 +26,7 @@ use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::address::is_forbidden;
+use crate::limits::instant_after;
 use crate::policy::Route;
 use crate::pool::{PoolKey, Pools};
 
@@ -270,7 +271,7 @@ impl BetweenBytes {
         let limit = self.limit;
         let timer = self.timer.get_or_insert_with(|| Box::pin(sleep(limit)));
         if starts {
-            timer.as_mut().reset(tokio::time::Instant::now() + limit);
+            timer.as_mut().reset(instant_after(limit));
         }
         timer.as_mut()
     }
@@ -381,6 +382,13 @@ mod tests {
         // but no single wait does.
         let limit = Duration::from_millis(250);
         let body = body_from_server(Some(Duration::from_millis(60)), limit).await;
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"0123456789abcdefghij");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_of_the_largest_duration_means_none() {
+        let body = body_from_server(Some(Duration::from_millis(5)), Duration::MAX).await;
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"0123456789abcdefghij");
     }

@@ -223,6 +223,15 @@ pub(crate) fn host_resource(reason: &str, policy: &CallPolicy) -> Option<String>
     }
 }
 
+/// The instant `limit` from now. A limit too large for the clock (an
+/// embedder's `Duration::MAX` for "no limit") gives a century from now, not
+/// the panic that adding it would.
+pub(crate) fn instant_after(limit: Duration) -> tokio::time::Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = tokio::time::Instant::now();
+    now.checked_add(limit).unwrap_or_else(|| now + CENTURY)
+}
+
 /// `run`, stopped with [`HostError::Deadline`] once `deadline` has passed.
 pub(crate) async fn with_deadline<T>(
     deadline: Duration,

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::timeout_at;
 
 use crate::error::HostError;
+use crate::limits::instant_after;
 
 type Turns = Mutex<HashMap<Arc<str>, Arc<Semaphore>>>;
 
@@ -44,7 +45,7 @@ impl Slots {
     /// Waits, at most `wait` in all, for `tenant`'s turn and then a slot.
     /// Fails with [`HostError::TenantLimit`] or [`HostError::QueueTimeout`].
     pub(crate) async fn acquire(&self, tenant: &str, wait: Duration) -> Result<Slot, HostError> {
-        let deadline = Instant::now() + wait;
+        let deadline = instant_after(wait);
         let mut turn = self.turn(tenant);
         match timeout_at(deadline, turn.semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => turn.permit = Some(permit),
@@ -158,6 +159,12 @@ mod tests {
         assert!(!waiting.is_finished());
         drop(first);
         assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn waiting_without_limit_is_allowed() {
+        let slots = Slots::new(1, 1);
+        assert!(slots.acquire("acme", Duration::MAX).await.is_ok());
     }
 
     #[tokio::test]
