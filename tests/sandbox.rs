@@ -75,11 +75,39 @@ async fn waiting_is_not_cpu_time_however_often_a_guest_waits() {
 async fn unbounded_allocation_is_stopped_by_the_memory_limit() {
     let policy = CallPolicy::default().max_memory_bytes(32 * 1024 * 1024);
     let err = host_error(misbehave("grow", &policy).await);
-    assert!(
-        matches!(err, HostError::MemoryLimit(32_554_432..=33_554_432)),
-        "{err:?}"
-    );
+    assert!(matches!(err, HostError::MemoryLimit(33_554_432)), "{err:?}");
     assert_eq!(err.kind(), "memory-limit");
+}
+
+#[tokio::test]
+async fn the_memory_limit_named_is_the_one_in_force() {
+    // The policy asks for more than the runtime's slots hold: the slot size
+    // is the limit, and the error says so.
+    let mut config = RuntimeConfig::default();
+    config.max_memory_per_instance = 16 << 20;
+    let runtime = Runtime::with_config(connector_host::HOSTILE_COMPONENT, config).unwrap();
+    let policy = CallPolicy::default().max_memory_bytes(1 << 30);
+    let outcome = runtime
+        .validate_connection(&connection("grow", "hostile-token"), &policy)
+        .await;
+    let err = host_error(outcome);
+    assert!(matches!(err, HostError::MemoryLimit(16_777_216)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_memory_cap_below_what_the_component_starts_with_is_a_memory_limit() {
+    // The connector starts with 128 KiB of linear memory.
+    let policy = CallPolicy::default().max_memory_bytes(64 * 1024);
+    let outcome = runtime()
+        .validate_connection(&connection(CONSOLE, tokens::ADMIN), &policy)
+        .await;
+    assert!(outcome.requests.is_empty(), "{:?}", outcome.requests);
+    let err = host_error(outcome);
+    assert!(matches!(err, HostError::MemoryLimit(65_536)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the connector exceeded its memory limit of 65536 bytes and was stopped"
+    );
 }
 
 #[tokio::test]

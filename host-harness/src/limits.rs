@@ -37,7 +37,11 @@ pub(crate) fn http_ctx(policy: &CallPolicy) -> WasiHttpCtx {
 /// resulting trap can be reported as what it is.
 pub(crate) struct Limits {
     inner: StoreLimits,
-    /// A memory grow was refused.
+    /// The linear memory the call may have, in bytes: the policy's cap
+    /// within the runtime's slot size.
+    pub(crate) max_memory: usize,
+    /// A memory grow was refused (or a memory's initial size, at
+    /// instantiation).
     pub(crate) memory_denied: bool,
     /// The largest memory size granted, initial sizes included.
     pub(crate) peak: usize,
@@ -54,6 +58,7 @@ impl Limits {
                 .tables(16)
                 .memories(8)
                 .build(),
+            max_memory,
             memory_denied: false,
             peak: 0,
         }

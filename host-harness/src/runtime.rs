@@ -766,13 +766,17 @@ fn enforce_limits<T>(
     if state.cpu.exceeded {
         return Err(HostError::CpuBudget(policy.cpu_budget));
     }
-    if let Err(HostError::Trap(reason)) = &result {
-        if state.limits.memory_denied {
-            return Err(HostError::MemoryLimit(policy.max_memory_bytes));
-        }
-        if let Some(exceeded) = limits::host_resource(reason, policy) {
-            return Err(HostError::HostResources(exceeded));
-        }
+    // A memory refused at instantiation (a cap below what the component
+    // starts with) is the same limit as one refused later.
+    if let Err(HostError::Trap(_) | HostError::Instantiate(_)) = &result
+        && state.limits.memory_denied
+    {
+        return Err(HostError::MemoryLimit(state.limits.max_memory));
+    }
+    if let Err(HostError::Trap(reason)) = &result
+        && let Some(exceeded) = limits::host_resource(reason, policy)
+    {
+        return Err(HostError::HostResources(exceeded));
     }
     let stopped = matches!(result, Err(HostError::Deadline(_)));
     if state.hooks.over_request_cap() && !stopped {
