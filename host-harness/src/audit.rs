@@ -146,6 +146,10 @@ impl AuditLog {
         }
         self.secret.redact_in_place(&mut record.path);
         record.path = redact_path(&record.path);
+        // The guest chooses these; a log line should not be 64 KiB long.
+        for text in [&mut record.method, &mut record.host, &mut record.path] {
+            shorten(text);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
@@ -174,6 +178,24 @@ fn trace(record: &AuditRecord) {
         outcome = %record.outcome,
         "request"
     );
+}
+
+/// The most of a method, host or path an audit record keeps.
+const MAX_FIELD: usize = 2048;
+
+/// Cuts `text` to [`MAX_FIELD`] bytes (on a character boundary), saying
+/// how much was left out.
+fn shorten(text: &mut String) {
+    if text.len() <= MAX_FIELD {
+        return;
+    }
+    let mut end = MAX_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("…[{cut} more bytes]"));
 }
 
 /// Milliseconds, saturating.
@@ -243,6 +265,20 @@ mod tests {
         let plain = AuditLog::new(Secret::new(None));
         plain.record(record("GET", "h", "/web/api/v2.1/user"));
         assert_eq!(plain.snapshot()[0].path, "/web/api/v2.1/user");
+    }
+
+    #[test]
+    fn long_request_lines_are_shortened_after_redaction() {
+        let log = AuditLog::new(Secret::new(Some("s3cr3t-token")));
+        let long = format!("/{}é?apiToken=s3cr3t-token", "a".repeat(MAX_FIELD - 2));
+        log.record(record("GET", "h", &long));
+        let path = &log.snapshot()[0].path;
+        assert_eq!(
+            *path,
+            format!("/{}…[22 more bytes]", "a".repeat(MAX_FIELD - 2)),
+            "cut before the 'é' that straddles the limit"
+        );
+        assert!(!path.contains("s3cr3t"));
     }
 
     #[test]
