@@ -369,6 +369,22 @@ async fn an_explicit_loopback_route_is_the_only_way_to_loopback() {
 }
 
 #[tokio::test]
+async fn a_forged_host_header_is_refused_and_the_request_goes_where_its_uri_says() {
+    let sim = Simulator::start().await.unwrap();
+    let outcome = misbehave("front:evil.example.com", &policy(&sim)).await;
+    assert_eq!(
+        outcome.result.unwrap().user.as_deref(),
+        Some(
+            "from-list Err(HeaderError::Forbidden); append Err(HeaderError::Forbidden); status 200"
+        )
+    );
+    let log = sim.requests();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].host.as_deref(), Some(HOST));
+    assert_eq!(outcome.requests[0].host, HOST);
+}
+
+#[tokio::test]
 async fn a_guest_that_puts_the_token_in_a_request_line_never_gets_it_into_the_audit_or_an_error() {
     // The hostile connector's connection token is "hostile-token". Per
     // authority: the audited host, and the destination the host error names

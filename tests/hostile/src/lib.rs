@@ -11,7 +11,10 @@
 //! - `grow`: allocates without bound (memory limit);
 //! - `recurse`: recurses without bound (stack exhaustion trap);
 //! - `flood`: sends 10,000 requests (request cap);
-//! - `trap`: panics;
+//! - `trap`: panics; `exit`: calls `exit(0)` in the middle of the call;
+//! - `front:<host>`: GETs the allowed console with a `Host: <host>` header
+//!   (domain fronting), reporting what each way of setting it gave and
+//!   the response status;
 //! - `state`: counts calls in a global, reported as `user` (a fresh
 //!   instance per call always reports 1), and counts the marks an earlier
 //!   call left in linear memory before leaving its own on the heap and the
@@ -122,6 +125,31 @@ fn request(authority: &str) -> String {
     }
 }
 
+/// GETs the allowed console with a forged `Host` header, set every way
+/// `wasi:http` offers, and describes what each gave, then the status.
+fn front(host: &str) -> String {
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let forged = [("host".to_string(), host.as_bytes().to_vec())];
+    let from_list = Fields::from_list(&forged).map(drop);
+    let fields = Fields::new();
+    let append = fields.append("Host", host.as_bytes());
+    let req = OutgoingRequest::new(fields);
+    let _ = req.set_scheme(Some(&Scheme::Https));
+    let _ = req.set_authority(Some("tenant.sentinelone.net"));
+    let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
+    let sent = match wasi::http::outgoing_handler::handle(req, None) {
+        Err(code) => format!("{code:?}"),
+        Ok(pending) => {
+            pending.subscribe().block();
+            match pending.get() {
+                Some(Ok(Ok(response))) => format!("status {}", response.status()),
+                other => format!("{other:?}"),
+            }
+        }
+    };
+    format!("from-list {from_list:?}; append {append:?}; {sent}")
+}
+
 /// Creates header maps of one `kib` KiB header each until the host stops it,
 /// keeping every one alive; returns how many were made.
 fn hoard(kib: usize) -> String {
@@ -230,6 +258,7 @@ impl c::Guest for Hostile {
                 }
             }
             other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
+            other if other.starts_with("front:") => user = front(&other["front:".len()..]),
             other if other.starts_with("hoard:") => {
                 user = hoard(other["hoard:".len()..].parse().unwrap_or(1));
             }
