@@ -112,6 +112,12 @@ fn request(authority: &str) -> String {
     let _ = req.set_scheme(Some(&Scheme::Https));
     let _ = req.set_authority(Some(authority));
     let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
+    send(req)
+}
+
+/// Sends `req`, waits for its answer and describes it: the status, or the
+/// `wasi:http` error code.
+fn send(req: wasi::http::types::OutgoingRequest) -> String {
     match wasi::http::outgoing_handler::handle(req, None) {
         Err(code) => format!("{code:?}"),
         Ok(pending) => {
@@ -137,17 +143,7 @@ fn front(host: &str) -> String {
     let _ = req.set_scheme(Some(&Scheme::Https));
     let _ = req.set_authority(Some("tenant.sentinelone.net"));
     let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
-    let sent = match wasi::http::outgoing_handler::handle(req, None) {
-        Err(code) => format!("{code:?}"),
-        Ok(pending) => {
-            pending.subscribe().block();
-            match pending.get() {
-                Some(Ok(Ok(response))) => format!("status {}", response.status()),
-                other => format!("{other:?}"),
-            }
-        }
-    };
-    format!("from-list {from_list:?}; append {append:?}; {sent}")
+    format!("from-list {from_list:?}; append {append:?}; {}", send(req))
 }
 
 /// Creates header maps of one `kib` KiB header each until the host stops it,
