@@ -369,6 +369,19 @@ async fn an_explicit_loopback_route_is_the_only_way_to_loopback() {
 }
 
 #[tokio::test]
+async fn a_connector_error_is_cut_to_eight_kib() {
+    let outcome = misbehave("shout:1024", &CallPolicy::default()).await;
+    let message = match outcome.result {
+        Err(CallError::Connector(e)) => e.message().to_owned(),
+        other => panic!("expected the connector's error, got {other:?}"),
+    };
+    assert_eq!(
+        message,
+        format!("{}…[1040384 more bytes]", "!".repeat(8192))
+    );
+}
+
+#[tokio::test]
 async fn a_forged_host_header_is_refused_and_the_request_goes_where_its_uri_says() {
     let sim = Simulator::start().await.unwrap();
     let outcome = misbehave("front:evil.example.com", &policy(&sim)).await;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::redact::Secret;
+use crate::text::shorten;
 
 /// What happened to one request the connector made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,7 +149,7 @@ impl AuditLog {
         record.path = redact_path(&record.path);
         // The guest chooses these; a log line should not be 64 KiB long.
         for text in [&mut record.method, &mut record.host, &mut record.path] {
-            shorten(text);
+            shorten(text, MAX_FIELD);
         }
     }
 
@@ -182,21 +183,6 @@ fn trace(record: &AuditRecord) {
 
 /// The most of a method, host or path an audit record keeps.
 const MAX_FIELD: usize = 2048;
-
-/// Cuts `text` to [`MAX_FIELD`] bytes (on a character boundary), saying
-/// how much was left out.
-fn shorten(text: &mut String) {
-    if text.len() <= MAX_FIELD {
-        return;
-    }
-    let mut end = MAX_FIELD;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = text.len() - end;
-    text.truncate(end);
-    text.push_str(&format!("…[{cut} more bytes]"));
-}
 
 /// Milliseconds, saturating.
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -48,6 +48,7 @@ mod redact;
 mod runtime;
 pub mod simulator;
 mod slots;
+mod text;
 
 pub use audit::AuditRecord;
 pub use cache::CacheStatus;

@@ -25,6 +25,7 @@ use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 use crate::redact::{Redact, Secret};
 use crate::slots::{Slot, Slots};
+use crate::text::shorten;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -794,6 +795,26 @@ fn enforce_limits<T>(
     result
 }
 
+/// The most of an error's text a call hands back: room for any real
+/// message, far less than a connector could return.
+const MAX_MESSAGE: usize = 8192;
+
+/// Cuts the guest-chosen text in `error` to [`MAX_MESSAGE`] bytes.
+fn bound_message(error: &mut CallError) {
+    match error {
+        CallError::Connector(e) => shorten(e.message_mut(), MAX_MESSAGE),
+        CallError::Host(
+            HostError::Load(m)
+            | HostError::Config(m)
+            | HostError::Instantiate(m)
+            | HostError::Trap(m)
+            | HostError::EgressDenied(m)
+            | HostError::HostResources(m),
+        ) => shorten(m, MAX_MESSAGE),
+        CallError::Host(_) => {}
+    }
+}
+
 /// A call from its start to its outcome. Dropped before [`Unfinished::end`]
 /// (the embedder dropped the call's future), it still closes the audit
 /// trail and traces the call, as `cancelled`.
@@ -827,10 +848,13 @@ impl Unfinished {
     ) -> Outcome<T> {
         self.ended = true;
         result.redact(self.audit.secret());
-        let result = match result {
+        let mut result = match result {
             Ok(answer) => answer.map_err(CallError::Connector),
             Err(e) => Err(CallError::Host(e)),
         };
+        if let Err(error) = &mut result {
+            bound_message(error);
+        }
         let (kind, source) = match &result {
             Ok(_) => ("ok", "-"),
             Err(CallError::Connector(e)) => (e.kind(), "connector"),

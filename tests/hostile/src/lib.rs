@@ -25,6 +25,7 @@
 //!   memory limits do not see); reports how many it made;
 //! - `random:<bytes>`: asks the host for that many random bytes, reporting
 //!   how many came;
+//! - `shout:<kib>`: fails with an error message of `<kib>` KiB;
 //! - `echo`: returns the connection's token as `user`, and in its error
 //!   text when the token asks for an error (`...-fail`);
 //! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
@@ -266,6 +267,10 @@ impl c::Guest for Hostile {
             }
             other if other.starts_with("post:") => {
                 user = upload(other["post:".len()..].parse().unwrap_or(1));
+            }
+            other if other.starts_with("shout:") => {
+                let kib: usize = other["shout:".len()..].parse().unwrap_or(1);
+                return Err(t::ConnectorError::Upstream("!".repeat(kib << 10)));
             }
             "echo" if conn.api_token.ends_with("-fail") => {
                 return Err(t::ConnectorError::Upstream(format!(
