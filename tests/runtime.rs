@@ -299,6 +299,41 @@ async fn limits_set_to_the_largest_duration_mean_no_limit_not_a_crash() {
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
 }
 
+#[tokio::test]
+async fn a_policy_that_no_call_could_pass_is_refused_before_anything_runs() {
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    for (policy, message) in [
+        (
+            policy(&sim).http_timeout(Duration::ZERO),
+            "the call policy is unusable: http_timeout is zero, so no request could complete; \
+             set it above zero",
+        ),
+        (
+            policy(&sim).deadline(Duration::ZERO),
+            "the call policy is unusable: deadline is zero, so no call could complete; set it \
+             above zero",
+        ),
+        (
+            policy(&sim).cpu_budget(Duration::ZERO),
+            "the call policy is unusable: cpu_budget is zero, so the connector could not run; \
+             set it above zero",
+        ),
+    ] {
+        let outcome = runtime().validate_connection(&admin, &policy).await;
+        match outcome.result {
+            Err(CallError::Host(e)) => {
+                assert_eq!(e.kind(), "invalid-policy");
+                assert_eq!(e.to_string(), message);
+            }
+            other => panic!("expected invalid-policy, got {other:?}"),
+        }
+        assert!(outcome.requests.is_empty());
+    }
+    assert!(sim.requests().is_empty(), "nothing was sent");
+    assert!(policy(&sim).check().is_ok());
+}
+
 async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {
     let outcome = runtime
         .validate_connection(

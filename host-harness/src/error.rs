@@ -17,6 +17,10 @@ pub enum HostError {
     /// The engine could not be configured.
     #[error("the runtime could not be configured: {0}")]
     Config(String),
+    /// The call's policy cannot let any call succeed (a zero timeout,
+    /// deadline or CPU budget); nothing was run or sent.
+    #[error("the call policy is unusable: {0}")]
+    InvalidPolicy(String),
     /// Creating the per-call instance failed.
     #[error("the connector could not be instantiated: {0}")]
     Instantiate(String),
@@ -78,6 +82,7 @@ impl HostError {
         match self {
             HostError::Load(_) => "load",
             HostError::Config(_) => "config",
+            HostError::InvalidPolicy(_) => "invalid-policy",
             HostError::Instantiate(_) => "instantiate",
             HostError::Deadline(_) => "deadline",
             HostError::Trap(_) => "trap",

@@ -234,6 +234,30 @@ impl CallPolicy {
         self
     }
 
+    /// Checks that a call under this policy could succeed at all: the
+    /// HTTP timeout, deadline and CPU budget must be above zero. A zero
+    /// timeout would otherwise fail every request as if the console had
+    /// not answered, and send the admin looking in the wrong place. Calls
+    /// check this before they run; an embedder can also check a tenant's
+    /// policy when it is saved.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let zero = [
+            (
+                "http_timeout",
+                self.http_timeout,
+                "no request could complete",
+            ),
+            ("deadline", self.deadline, "no call could complete"),
+            ("cpu_budget", self.cpu_budget, "the connector could not run"),
+        ];
+        match zero.iter().find(|(_, value, _)| value.is_zero()) {
+            Some((name, _, effect)) => Err(PolicyError(format!(
+                "{name} is zero, so {effect}; set it above zero"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Names the tenant the call runs for.
     pub fn tenant(mut self, tenant: &str) -> Self {
         self.tenant = tenant.to_owned();

@@ -637,6 +637,9 @@ impl Runtime {
         let span = tracing::info_span!("connector_call", tenant = %policy.tenant, action);
         async {
             let mut queued = Unfinished::new();
+            if let Err(e) = policy.check() {
+                return queued.end(Err(HostError::InvalidPolicy(e.to_string())), 0);
+            }
             let _slot = match self.slot(policy).await {
                 Ok(slot) => slot,
                 Err(error) => return queued.end(Err(error), 0),
