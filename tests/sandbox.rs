@@ -83,8 +83,7 @@ async fn unbounded_allocation_is_stopped_by_the_memory_limit() {
 async fn the_memory_limit_named_is_the_one_in_force() {
     // The policy asks for more than the runtime's slots hold: the slot size
     // is the limit, and the error says so.
-    let mut config = RuntimeConfig::default();
-    config.max_memory_per_instance = 16 << 20;
+    let config = RuntimeConfig::default().max_memory_per_instance(16 << 20);
     let runtime = Runtime::with_config(connector_host::HOSTILE_COMPONENT, config).unwrap();
     let policy = CallPolicy::default().max_memory_bytes(1 << 30);
     let outcome = runtime

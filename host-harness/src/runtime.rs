@@ -302,6 +302,20 @@ impl RuntimeConfig {
         self
     }
 
+    /// Sets how many idle connections are kept in total.
+    pub fn max_idle_connections(mut self, connections: usize) -> Self {
+        self.max_idle_connections = connections;
+        self
+    }
+
+    /// Sets the size of each pool slot's linear memory, the most any one
+    /// instance may have whatever its policy says. Below what a component
+    /// starts with (128 KiB for this connector), loading it fails.
+    pub fn max_memory_per_instance(mut self, bytes: usize) -> Self {
+        self.max_memory_per_instance = bytes;
+        self
+    }
+
     /// Sets how long an idle connection is kept for reuse (at least 1 ms).
     pub fn idle_connection_timeout(mut self, timeout: Duration) -> Self {
         self.idle_connection_timeout = timeout.max(Duration::from_millis(1));
