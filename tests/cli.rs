@@ -269,6 +269,32 @@ async fn exit_statuses_and_json_shape() {
     let endless = run(args, env.clone()).await;
     assert_eq!(endless.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&endless.stderr).contains("is not a checkpoint file"));
+    // Some other JSON file is refused and left as it was, not taken for
+    // "no checkpoint yet" and overwritten.
+    let dir = std::env::temp_dir().join(format!("cli-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (foreign, why) in [
+        ("{}", "no \"checkpoint\" field"),
+        (r#"{"log_level":"debug"}"#, "no \"checkpoint\" field"),
+        (
+            r#"{"checkpoint":"c1","extra":1}"#,
+            "unknown field `extra`, expected `checkpoint` or `output_bytes`",
+        ),
+    ] {
+        let file = dir.join("settings.json");
+        std::fs::write(&file, foreign).unwrap();
+        let mut args = vec!["threats".into(), "--console".into(), "canary".into()];
+        args.extend(["--checkpoint-file".into(), file.display().to_string()]);
+        let refused = run(args, env.clone()).await;
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("is not a checkpoint file") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), foreign);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 
     let demo = run(vec!["demo".into(), "--json".into()], vec![]).await;
     assert_eq!(demo.status.code(), Some(0), "{}", text(&demo));

@@ -28,6 +28,7 @@ const MAX_CHECKPOINT_FILE: u64 = 16 << 20;
 
 /// What the checkpoint file holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Saved {
     /// The connector's opaque checkpoint.
     checkpoint: Option<String>,
@@ -199,9 +200,10 @@ fn prepare(args: &ThreatsArgs) -> Result<(Connection, CallPolicy, Saved, Sink), 
 
 fn load(path: &Path) -> Result<Saved, UsageError> {
     match read_capped(path, MAX_CHECKPOINT_FILE) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+        Ok(Some(bytes)) => parse_saved(&bytes).map_err(|why| {
             UsageError(format!(
-                "--checkpoint-file {} is not a checkpoint file ({e}); move it away to start over",
+                "--checkpoint-file {} is not a checkpoint file ({why}); move it away to start \
+                 over",
                 path.display()
             ))
         }),
@@ -216,6 +218,18 @@ fn load(path: &Path) -> Result<Saved, UsageError> {
             path.display()
         ))),
     }
+}
+
+/// A checkpoint file's contents: the fields [`store`] writes, the
+/// checkpoint among them. Other JSON (a config file named by mistake) is
+/// refused, not read as "no checkpoint yet": that would restart ingestion
+/// from the lookback and then overwrite the file.
+fn parse_saved(bytes: &[u8]) -> Result<Saved, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if value.get("checkpoint").is_none() {
+        return Err("it has no \"checkpoint\" field".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// Writes `saved` next to `path`, syncs it, and renames it over `path`.
