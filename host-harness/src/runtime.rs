@@ -282,11 +282,11 @@ impl RuntimeConfig {
     }
 
     /// The per-tenant limit in force: as set, or half of
-    /// `max_concurrent_calls` (at least 1).
+    /// `max_concurrent_calls`; at least 1 and at most `max_concurrent_calls`.
     pub fn per_tenant_limit(&self) -> usize {
         self.max_concurrent_calls_per_tenant
             .unwrap_or(self.max_concurrent_calls / 2)
-            .max(1)
+            .clamp(1, self.max_concurrent_calls.max(1))
     }
 
     /// Caches compiled components in `dir`.

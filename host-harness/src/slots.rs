@@ -33,11 +33,13 @@ pub(crate) struct Slot {
 }
 
 impl Slots {
-    /// At most `all` calls at once, and `per_tenant` of one tenant.
+    /// At most `all` calls at once, and `per_tenant` of one tenant (no more
+    /// than `all`: a larger figure means no per-tenant limit).
     pub(crate) fn new(all: usize, per_tenant: usize) -> Slots {
+        let all = all.clamp(1, Semaphore::MAX_PERMITS);
         Slots {
-            all: Arc::new(Semaphore::new(all.max(1))),
-            per_tenant: per_tenant.max(1),
+            all: Arc::new(Semaphore::new(all)),
+            per_tenant: per_tenant.clamp(1, all),
             tenants: Arc::default(),
         }
     }
@@ -159,6 +161,18 @@ mod tests {
         assert!(!waiting.is_finished());
         drop(first);
         assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_per_tenant_limit_above_the_total_is_no_limit_not_a_crash() {
+        let slots = Slots::new(2, usize::MAX);
+        let _a = slots.acquire("acme", SHORT).await.unwrap();
+        let _b = slots.acquire("acme", SHORT).await.unwrap();
+        let full = slots.acquire("acme", SHORT).await.err().unwrap();
+        assert!(
+            matches!(full, HostError::TenantLimit { running: 2, .. }),
+            "{full:?}"
+        );
     }
 
     #[tokio::test]
