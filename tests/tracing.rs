@@ -144,3 +144,23 @@ async fn a_call_the_embedder_drops_is_traced_as_cancelled_with_its_request_cut_o
     );
     assert!(!log.contains(tokens::STALL), "no token in logs");
 }
+
+#[tokio::test]
+async fn describe_is_traced_like_every_other_call() {
+    let (captured, _guard) = Captured::start();
+    let info = runtime().describe().await.unwrap();
+    assert!(!info.actions.is_empty());
+    let log = captured.lines();
+    let finished: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("call finished"))
+        .collect();
+    assert_eq!(finished.len(), 1, "{log}");
+    assert!(
+        finished[0].contains("connector_call{tenant=- action=\"describe\"}")
+            && finished[0].contains("outcome=\"ok\"")
+            && finished[0].contains("requests=0"),
+        "{}",
+        finished[0]
+    );
+}

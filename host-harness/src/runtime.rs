@@ -507,11 +507,25 @@ impl Runtime {
     /// Calls `describe`. Sends no request.
     pub async fn describe(&self) -> Result<ConnectorInfo, HostError> {
         let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
-        let _slot = self.slot(&policy).await?;
-        let (mut store, _) = self.store(policy.clone(), None);
-        self.run(&mut store, policy.deadline, |instance, exports, store| {
-            Box::pin(async move { invoke(store, &instance, &exports.describe, ()).await })
-        })
+        let span = tracing::info_span!(
+            "connector_call",
+            tenant = %policy.tenant,
+            action = "describe"
+        );
+        async {
+            let mut call = Unfinished::new();
+            let result = async {
+                let _slot = self.slot(&policy).await?;
+                let (mut store, _) = self.store(policy.clone(), None);
+                self.run(&mut store, policy.deadline, |instance, exports, store| {
+                    Box::pin(async move { invoke(store, &instance, &exports.describe, ()).await })
+                })
+                .await
+            }
+            .await;
+            call.end_host(result)
+        }
+        .instrument(span)
         .await
     }
 
@@ -884,6 +898,18 @@ impl Unfinished {
             elapsed,
             memory_bytes,
         }
+    }
+
+    /// Ends a call that sends no request and whose only failures are the
+    /// host's (`describe`): traces it, and hands `result` back.
+    fn end_host<T>(&mut self, result: Result<T, HostError>) -> Result<T, HostError> {
+        self.ended = true;
+        let (kind, source) = match &result {
+            Ok(_) => ("ok", "-"),
+            Err(e) => (e.kind(), "host"),
+        };
+        self.close(kind, source);
+        result
     }
 
     fn close(&self, kind: &str, source: &str) -> (Duration, Vec<AuditRecord>) {
