@@ -77,6 +77,28 @@ pub enum HostError {
 }
 
 impl HostError {
+    /// The error's free text, if it carries any: where a guest's choices
+    /// (a destination, a trap cause) can appear, so the host redacts and
+    /// bounds it before handing the error on.
+    pub(crate) fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            HostError::Load(m)
+            | HostError::Config(m)
+            | HostError::InvalidPolicy(m)
+            | HostError::Instantiate(m)
+            | HostError::Trap(m)
+            | HostError::EgressDenied(m)
+            | HostError::HostResources(m) => Some(m),
+            HostError::Deadline(_)
+            | HostError::MemoryLimit(_)
+            | HostError::CpuBudget(_)
+            | HostError::QueueTimeout(_)
+            | HostError::TenantLimit { .. }
+            | HostError::TooManyRequests(_)
+            | HostError::RequestTooLarge(_) => None,
+        }
+    }
+
     /// A short machine-readable name, e.g. `deadline`.
     pub fn kind(&self) -> &'static str {
         match self {

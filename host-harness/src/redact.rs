@@ -99,14 +99,8 @@ impl Redact for HostError {
     /// A guest chooses the destinations and the trap causes that the text
     /// quotes.
     fn redact(&mut self, secret: &Secret) {
-        match self {
-            HostError::Load(m)
-            | HostError::Config(m)
-            | HostError::Instantiate(m)
-            | HostError::Trap(m)
-            | HostError::EgressDenied(m)
-            | HostError::HostResources(m) => m.redact(secret),
-            _ => {}
+        if let Some(text) = self.text_mut() {
+            text.redact(secret);
         }
     }
 }

@@ -832,17 +832,12 @@ const MAX_MESSAGE: usize = 8192;
 
 /// Cuts the guest-chosen text in `error` to [`MAX_MESSAGE`] bytes.
 fn bound_message(error: &mut CallError) {
-    match error {
-        CallError::Connector(e) => shorten(e.message_mut(), MAX_MESSAGE),
-        CallError::Host(
-            HostError::Load(m)
-            | HostError::Config(m)
-            | HostError::Instantiate(m)
-            | HostError::Trap(m)
-            | HostError::EgressDenied(m)
-            | HostError::HostResources(m),
-        ) => shorten(m, MAX_MESSAGE),
-        CallError::Host(_) => {}
+    let text = match error {
+        CallError::Connector(e) => Some(e.message_mut()),
+        CallError::Host(e) => e.text_mut(),
+    };
+    if let Some(text) = text {
+        shorten(text, MAX_MESSAGE);
     }
 }
 
