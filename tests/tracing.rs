@@ -39,8 +39,17 @@ impl Captured {
         (captured, tracing::subscriber::set_default(subscriber))
     }
 
-    fn lines(&self) -> String {
+    fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The captured lines holding `needle`.
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -57,11 +66,8 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
     runtime()
         .validate_connection(&connection(CONSOLE, tokens::EXPIRED), &policy)
         .await;
-    let log = captured.lines();
-    let finished: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("call finished"))
-        .collect();
+    let log = captured.text();
+    let finished = captured.lines_with("call finished");
     assert_eq!(finished.len(), 2, "{log}");
     assert!(
         finished[0].contains("connector_call{tenant=acme-corp action=\"validate-connection\"}"),
@@ -81,10 +87,7 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
     );
     // Each request has its own span inside the call's, and its audit event
     // is traced in it.
-    let audited: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("connector_host::audit"))
-        .collect();
+    let audited = captured.lines_with("connector_host::audit");
     assert_eq!(audited.len(), 5, "{log}");
     assert!(
         audited[0].contains(
@@ -116,12 +119,9 @@ async fn a_call_the_embedder_drops_is_traced_as_cancelled_with_its_request_cut_o
     let given_up = tokio::time::timeout(std::time::Duration::from_millis(300), stalled).await;
     assert!(given_up.is_err(), "the stalled call was still running");
 
-    let log = captured.lines();
+    let log = captured.text();
     let call = "connector_call{tenant=initech action=\"validate-connection\"}";
-    let finished: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("call finished"))
-        .collect();
+    let finished = captured.lines_with("call finished");
     assert_eq!(finished.len(), 1, "{log}");
     assert!(
         finished[0].contains(call)
@@ -131,10 +131,7 @@ async fn a_call_the_embedder_drops_is_traced_as_cancelled_with_its_request_cut_o
         "{}",
         finished[0]
     );
-    let audited: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("connector_host::audit"))
-        .collect();
+    let audited = captured.lines_with("connector_host::audit");
     assert_eq!(audited.len(), 1, "{log}");
     assert!(
         audited[0].contains(&format!("{call}:connector_request{{method=POST"))
@@ -150,11 +147,8 @@ async fn describe_is_traced_like_every_other_call() {
     let (captured, _guard) = Captured::start();
     let info = runtime().describe().await.unwrap();
     assert!(!info.actions.is_empty());
-    let log = captured.lines();
-    let finished: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("call finished"))
-        .collect();
+    let log = captured.text();
+    let finished = captured.lines_with("call finished");
     assert_eq!(finished.len(), 1, "{log}");
     assert!(
         finished[0].contains("connector_call{tenant=- action=\"describe\"}")
