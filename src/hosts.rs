@@ -164,18 +164,34 @@ impl Selector {
         match self {
             Selector::AgentId(id) => format!("ids={}", encode_query_value(id)),
             Selector::Uuid(uuid) => format!("uuids={}", encode_query_value(uuid)),
-            Selector::Hostname(name) => format!("computerName={}", encode_query_value(name)),
+            // Not `computerName=`: that filter is probably case-sensitive,
+            // so it would miss `reception-pc` when asked for `RECEPTION-PC`,
+            // and a stale agent of a re-imaged machine that differs only in
+            // case would go unseen: no `ambiguous`, and perhaps the wrong
+            // agent isolated. The free-text filter is a superset of it; the
+            // upper- and lower-case variants cover consoles where free text
+            // is case-sensitive too.
+            Selector::Hostname(name) => format!(
+                "computerName__contains={}",
+                csv_of_distinct([
+                    name.clone(),
+                    name.to_ascii_uppercase(),
+                    name.to_ascii_lowercase()
+                ])
+            ),
             Selector::Ip(ip) => format!(
                 "networkInterfaceInet__contains={}",
                 encode_query_value(&ip.to_string())
             ),
             Selector::Mac(mac) => {
-                // Consoles store either notation; the filter's CSV asks for both.
+                // Consoles store either notation, in either case; the
+                // filter's CSV asks for all four in case it is case-sensitive.
                 let pairs: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
-                let both = format!("{},{}", pairs.join(":"), pairs.join("-"));
+                let [colons, dashes] = [pairs.join(":"), pairs.join("-")];
+                let upper = [colons.to_ascii_uppercase(), dashes.to_ascii_uppercase()];
                 format!(
                     "networkInterfacePhysical__contains={}",
-                    encode_query_value(&both)
+                    csv_of_distinct([colons, dashes].into_iter().chain(upper))
                 )
             }
         }
@@ -206,6 +222,17 @@ impl Selector {
             Selector::Mac(v) => format!("MAC address {v}"),
         }
     }
+}
+
+/// The values, first spelling of each kept, as one encoded CSV value.
+fn csv_of_distinct(values: impl IntoIterator<Item = String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for v in values {
+        if !kept.contains(&v) {
+            kept.push(v);
+        }
+    }
+    encode_query_value(&kept.join(","))
 }
 
 /// `aa:bb:cc:dd:ee:ff`, `AA-BB-...`, `aabb.ccdd.eeff` or `aabbccddeeff` →
@@ -331,7 +358,7 @@ impl<'de> Deserialize<'de> for AgentPage {
 /// Finds exactly one live agent for `selector`.
 pub fn resolve<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) -> Result<Host> {
     let mut candidates: Vec<Host> = Vec::new();
-    for host in list(client, &selector.query())? {
+    for host in list(client, selector)? {
         // Pages that overlap (a record moving while the client pages) can
         // list one agent twice; the same record twice is one candidate. Two
         // different records with one id stay two: the console contradicts
@@ -360,8 +387,7 @@ pub fn resolve<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) ->
 
 /// Reads the agent with `id` again (for state checks after an action).
 pub fn read_by_id<T: Transport>(client: &mut Client<'_, T>, id: &str) -> Result<Host> {
-    let selector = Selector::AgentId(id.to_owned());
-    list(client, &selector.query())?
+    list(client, &Selector::AgentId(id.to_owned()))?
         .into_iter()
         .find(|h| h.agent_id == id)
         .ok_or_else(|| {
@@ -371,8 +397,9 @@ pub fn read_by_id<T: Transport>(client: &mut Client<'_, T>, id: &str) -> Result<
         })
 }
 
-/// All pages of `GET /agents?<filter>`.
-fn list<T: Transport>(client: &mut Client<'_, T>, filter: &str) -> Result<Vec<Host>> {
+/// All pages of `GET /agents` filtered for `selector`.
+fn list<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) -> Result<Vec<Host>> {
+    let filter = selector.query();
     let mut hosts = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -398,9 +425,12 @@ fn list<T: Transport>(client: &mut Client<'_, T>, filter: &str) -> Result<Vec<Ho
             return Ok(hosts);
         }
     }
+    // The console's IP, MAC and name searches match parts of values, so
+    // even an exact value can draw this many.
     Err(Error::Upstream(format!(
-        "The agent search matched more than {} agents; use a more specific selector such as the \
-         agent id.",
+        "The console's search for the {} returned more than {} agents, too many to check, so \
+         nothing was done. Retry with the agent id from the console's Sentinels list.",
+        selector.describe(),
         PAGE_SIZE as usize * MAX_PAGES
     )))
 }
@@ -490,14 +520,28 @@ mod tests {
             q("agent-id", "1900000000000000001"),
             "ids=1900000000000000001"
         );
-        assert_eq!(q("hostname", "FIN LT&1"), "computerName=FIN+LT%261");
+        assert_eq!(
+            q("hostname", "Fin LT&1"),
+            "computerName__contains=Fin+LT%261%2CFIN+LT%261%2Cfin+lt%261"
+        );
+        assert_eq!(
+            q("hostname", "FIN-LT-0042"),
+            "computerName__contains=FIN-LT-0042%2Cfin-lt-0042"
+        );
+        assert_eq!(q("hostname", "42"), "computerName__contains=42");
         assert_eq!(
             q("ip", "10.0.0.1"),
             "networkInterfaceInet__contains=10.0.0.1"
         );
         assert_eq!(
             q("mac", "00B0D063C226"),
-            "networkInterfacePhysical__contains=00%3Ab0%3Ad0%3A63%3Ac2%3A26%2C00-b0-d0-63-c2-26"
+            "networkInterfacePhysical__contains=00%3Ab0%3Ad0%3A63%3Ac2%3A26%2C00-b0-d0-63-c2-26\
+             %2C00%3AB0%3AD0%3A63%3AC2%3A26%2C00-B0-D0-63-C2-26"
+        );
+        // All digits: no case to vary.
+        assert_eq!(
+            q("mac", "001122334455"),
+            "networkInterfacePhysical__contains=00%3A11%3A22%3A33%3A44%3A55%2C00-11-22-33-44-55"
         );
     }
 
@@ -581,6 +625,40 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(t.sent.len(), 1);
+    }
+
+    #[test]
+    fn a_name_search_keeps_only_exact_names_in_any_case() {
+        let page = serde_json::json!({"data": [
+            agent("1", "PC-10", "10.0.0.10", "00:b0:d0:63:c2:10"),
+            agent("2", "pc-1", "10.0.0.1", "00:b0:d0:63:c2:01"),
+            agent("3", "XPC-1", "10.0.0.3", "00:b0:d0:63:c2:03"),
+        ]});
+        let mut t = Scripted::default().reply(200, &page.to_string());
+        let selector = Selector::parse("hostname", "PC-1").unwrap();
+        let host = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap();
+        assert_eq!(host.agent_id, "2");
+    }
+
+    #[test]
+    fn a_search_past_the_page_limit_acts_on_nothing() {
+        let mut t = Scripted::default();
+        for page in 0..MAX_PAGES {
+            let body = serde_json::json!({
+                "data": [agent(&page.to_string(), "SRV1", "10.0.0.1", "00:b0:d0:63:c2:26")],
+                "pagination": {"nextCursor": format!("c{page}")}});
+            t = t.reply(200, &body.to_string());
+        }
+        let selector = Selector::parse("hostname", "SRV1").unwrap();
+        let err = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert_eq!(
+            err.message(),
+            "The console's search for the hostname \"SRV1\" returned more than 2000 agents, too \
+             many to check, so nothing was done. Retry with the agent id from the console's \
+             Sentinels list."
+        );
+        assert_eq!(t.sent.len(), MAX_PAGES);
     }
 
     #[test]

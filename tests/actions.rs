@@ -123,30 +123,67 @@ async fn an_ip_that_is_a_prefix_of_another_never_matches_it() {
     assert_eq!(done.host.agent_id, agents::PREFIX_TRAP);
 }
 
+/// The simulator's `computerName` filter is case-sensitive, as the real
+/// one probably is, and the two agents' names differ in case: asking for
+/// either spelling, or a third, must still find both.
 #[tokio::test]
 async fn two_agents_with_one_hostname_are_ambiguous_and_nothing_is_sent() {
     let sim = Simulator::start().await.unwrap();
-    let err = error(
-        isolate(
-            &sim,
-            tokens::ADMIN,
-            HostSelector::Hostname("reception-pc".into()),
-            no_options(),
-        )
-        .await,
-    );
-    let ConnectorError::Ambiguous(a) = &err else {
-        panic!("{err:?}")
-    };
-    let ids: Vec<_> = a.candidates.iter().map(|h| h.agent_id.as_str()).collect();
-    assert_eq!(ids, [agents::RECEPTION_OLD, agents::RECEPTION_NEW]);
-    assert!(
-        a.candidates
-            .iter()
-            .all(|h| h.hostname == "RECEPTION-PC" && h.site == "HQ" && h.last_active.is_some())
-    );
-    assert!(a.message.contains("agent id"), "{}", a.message);
-    assert!(action_posts(&sim).is_empty());
+    for name in [
+        "RECEPTION-PC",
+        "Reception-PC",
+        "reception-pc",
+        "reception-PC",
+    ] {
+        sim.clear_requests();
+        let err = error(
+            isolate(
+                &sim,
+                tokens::ADMIN,
+                HostSelector::Hostname(name.into()),
+                no_options(),
+            )
+            .await,
+        );
+        let ConnectorError::Ambiguous(a) = &err else {
+            panic!("{name}: {err:?}")
+        };
+        let ids: Vec<_> = a.candidates.iter().map(|h| h.agent_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [agents::RECEPTION_OLD, agents::RECEPTION_NEW],
+            "{name}"
+        );
+        let names: Vec<_> = a.candidates.iter().map(|h| h.hostname.as_str()).collect();
+        assert_eq!(names, ["Reception-PC", "RECEPTION-PC"]);
+        assert!(
+            a.candidates
+                .iter()
+                .all(|h| h.site == "HQ" && h.last_active.is_some())
+        );
+        assert!(a.message.contains("agent id"), "{}", a.message);
+        assert!(action_posts(&sim).is_empty());
+        let searches: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .map(|r| (r.method, r.path, r.query.unwrap_or_default()))
+            .collect();
+        let variants = [name.to_owned(), name.to_uppercase(), name.to_lowercase()];
+        let mut unique: Vec<&str> = Vec::new();
+        for v in &variants {
+            if !unique.contains(&v.as_str()) {
+                unique.push(v);
+            }
+        }
+        assert_eq!(
+            searches,
+            [(
+                "GET".to_owned(),
+                "/web/api/v2.1/agents".to_owned(),
+                format!("computerName__contains={}&limit=200", unique.join("%2C"))
+            )]
+        );
+    }
 
     // Retrying with the agent id then works.
     let done = isolate(

@@ -10,7 +10,8 @@ pub mod agents {
     pub const FINANCE_LAPTOP: &str = "1900000000000000001";
     /// `FIN-LT-0043`, 10.0.0.12 (10.0.0.1 is a prefix of it), connected.
     pub const PREFIX_TRAP: &str = "1900000000000000002";
-    /// `RECEPTION-PC`, the stale agent of a re-imaged machine.
+    /// `Reception-PC`, the stale agent of a re-imaged machine now called
+    /// `RECEPTION-PC`.
     pub const RECEPTION_OLD: &str = "1900000000000000003";
     /// `RECEPTION-PC`, the current agent.
     pub const RECEPTION_NEW: &str = "1900000000000000004";
@@ -60,7 +61,8 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         id: agents::RECEPTION_OLD,
-        name: "RECEPTION-PC",
+        // The machine was renamed in another case when it was re-imaged.
+        name: "Reception-PC",
         ip: "10.0.1.20",
         mac: "3c-52-82-11-22-33",
         state: "connected",
@@ -282,8 +284,14 @@ pub(crate) fn matches(agent: &Value, query: &[(String, String)]) -> bool {
             "ids" => csv.iter().any(|v| v == text("id")),
             "uuids" => csv.iter().any(|v| v.eq_ignore_ascii_case(text("uuid"))),
             "uuid" => text("uuid").eq_ignore_ascii_case(value),
-            // Case-insensitive here; whether the real filter is, is not documented.
-            "computerName" => text("computerName").eq_ignore_ascii_case(value),
+            // Case-sensitive, as the reference's sources suggest the real
+            // one is: a connector relying on it would miss case variants.
+            "computerName" => text("computerName") == value,
+            // Free text: substrings, any case, several values.
+            "computerName__contains" => {
+                let name = text("computerName").to_ascii_lowercase();
+                csv.iter().any(|v| name.contains(v.as_str()))
+            }
             // Searches IPv4 and IPv6 here; the docs only say "local IP". A
             // console that skips inet6 makes an IPv6 selector a safe not-found.
             "networkInterfaceInet__contains" => iface("inet")
@@ -332,5 +340,19 @@ mod tests {
         assert_eq!(found[0]["computerName"], "FIN-LT-0042");
         let prefix = [("ids".to_owned(), "190000000000000000".to_owned())];
         assert!(!fleet.iter().any(|a| matches(a, &prefix)));
+    }
+
+    #[test]
+    fn the_exact_name_filter_is_case_sensitive_and_free_text_is_not() {
+        let fleet = builtin();
+        let count = |key: &str, value: &str| {
+            let query = [(key.to_owned(), value.to_owned())];
+            fleet.iter().filter(|a| matches(a, &query)).count()
+        };
+        assert_eq!(count("computerName", "FIN-LT-0042"), 1);
+        assert_eq!(count("computerName", "fin-lt-0042"), 0);
+        assert_eq!(count("computerName__contains", "fin-lt-0042"), 1);
+        assert_eq!(count("computerName__contains", "nomatch,lt-0042"), 1);
+        assert_eq!(count("computerName__contains", "nomatch"), 0);
     }
 }

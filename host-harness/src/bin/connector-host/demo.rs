@@ -78,7 +78,7 @@ const STEPS: &[Step] = &[
         expect_changed: Some(true),
     },
     Step {
-        title: "Isolate Host --hostname RECEPTION-PC: two agents match, nothing is done",
+        title: "Isolate Host --hostname RECEPTION-PC: two agents match (one named Reception-PC), nothing is done",
         call: Call::Isolate("RECEPTION-PC", &[]),
         expect_error: Some("ambiguous"),
         expect_changed: None,

@@ -170,7 +170,7 @@ async fn simulate(port: u16, printer: Printer) -> ExitCode {
         tokens::ACTION_STALL
     );
     outln!(
-        "Hosts: FIN-LT-0042 (10.0.0.1), FIN-LT-0043 (10.0.0.12), RECEPTION-PC (two agents), \
+        "Hosts: FIN-LT-0042 (10.0.0.1), FIN-LT-0043 (10.0.0.12), RECEPTION-PC (two agents, one named Reception-PC), \
          ISOLATED-SRV, HR-LT-0007, WAREHOUSE-WS (offline), DC-01 (10.0.0.2)"
     );
     outln!();
