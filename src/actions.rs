@@ -1,7 +1,6 @@
 //! `isolate-host` and `release-host`: act on exactly one agent, never twice,
 //! and report the state the console shows afterwards.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -10,6 +9,7 @@ use crate::api::{API_PREFIX, Client, Idempotency, parse_json};
 use crate::body;
 use crate::error::{Error, Result};
 use crate::hosts::{self, Host, NetworkState, Selector};
+use crate::protected;
 use crate::transport::{Method, Transport};
 
 /// Longest wait for the agent to confirm a new state.
@@ -97,7 +97,7 @@ pub fn run<T: Transport>(
 ) -> Result<ActionOutcome> {
     let host = hosts::resolve(client, selector)?;
     if direction == Direction::Isolate
-        && let Some(entry) = protected_entry(&host, protected)
+        && let Some(entry) = protected::entry_naming(&host, protected)
     {
         return Err(Error::ProtectedHost(format!(
             "{} (agent {}) is on the protected-hosts list (as \"{}\") and must never be \
@@ -274,31 +274,6 @@ fn nothing_affected(host: &Host, direction: Direction) -> Error {
         host.hostname,
         host.last_active.as_deref().unwrap_or("unknown")
     ))
-}
-
-/// The protected-list entry naming `host`, if any: its agent id, UUID, an IP
-/// address, or its hostname (case-insensitive; a fully qualified entry also
-/// protects the bare computer name, erring on the side of protecting).
-fn protected_entry(host: &Host, protected: &[String]) -> Option<String> {
-    protected
-        .iter()
-        .map(|e| e.trim())
-        .filter(|e| !e.is_empty())
-        .find_map(|entry| {
-            let by_ip = entry.parse::<IpAddr>().is_ok_and(|ip| {
-                host.ip_addresses
-                    .iter()
-                    .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a == ip))
-            });
-            let first_label = entry.split('.').next().unwrap_or(entry);
-            let by_name = !host.hostname.is_empty()
-                && (host.hostname.eq_ignore_ascii_case(entry)
-                    || (entry.parse::<IpAddr>().is_err()
-                        && host.hostname.eq_ignore_ascii_case(first_label)));
-            let by_id = entry == host.agent_id
-                || (!host.uuid.is_empty() && entry.eq_ignore_ascii_case(&host.uuid));
-            (by_ip || by_name || by_id).then(|| entry.to_owned())
-        })
 }
 
 #[cfg(test)]

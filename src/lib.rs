@@ -12,7 +12,8 @@
 //! - [`lenient`] reads console records straight from JSON, tolerating odd
 //!   field types;
 //! - [`hosts`] resolves a host selector to exactly one agent, and
-//!   [`actions`] isolates or releases it;
+//!   [`actions`] isolates or releases it, unless [`protected`] says the
+//!   protected-hosts list names it;
 //! - [`threats`] pulls threats exactly once per version, resumably;
 //! - [`scrub`] clears the token from every result, even one the console
 //!   echoed it into.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod hosts;
 pub mod info;
 pub mod lenient;
+pub mod protected;
 pub mod retry;
 pub mod scrub;
 pub mod threats;

@@ -307,6 +307,9 @@ async fn protected_hosts_are_refused_from_options_or_connection() {
         "DC-01.corp.example",
         agents::DOMAIN_CONTROLLER,
         "10.0.0.2",
+        "10.0.0.0/30",
+        "00:15:5D:00:00:09",
+        "SQL-01, dc-01",
     ] {
         let options = ActionOptions {
             protected_hosts: vec![entry.into()],
@@ -337,6 +340,30 @@ async fn protected_hosts_are_refused_from_options_or_connection() {
             .await,
     );
     assert_eq!(err.kind(), "protected-host");
+    assert!(action_posts(&sim).is_empty());
+    // The form's own example, typed into one text box, protects each item.
+    let info = runtime().describe().await.unwrap();
+    let field = info
+        .connection_fields
+        .iter()
+        .find(|f| f.name == "protected-hosts");
+    conn.protected_hosts = vec![field.unwrap().example.clone()];
+    let err = error(
+        runtime()
+            .isolate_host(
+                &conn,
+                &HostSelector::Hostname("dc-01".into()),
+                &no_options(),
+                &policy(&sim),
+            )
+            .await,
+    );
+    assert_eq!(
+        err.message(),
+        "DC-01 (agent 1900000000000000009) is on the protected-hosts list (as \"DC-01\") and must \
+         never be isolated, so nothing was sent. Remove it from the connection's protected hosts \
+         if isolating it is really intended."
+    );
     assert!(action_posts(&sim).is_empty());
     // A protected entry never blocks a different host with a similar name or IP.
     let options = ActionOptions {
