@@ -14,8 +14,13 @@ use crate::transport::{Method, Transport};
 
 /// Longest wait for the agent to confirm a new state.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
-/// Time between state reads while waiting.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Time before the first state re-read while waiting; it doubles after
+/// each read up to [`MAX_POLL_INTERVAL`]. Agents usually confirm within
+/// seconds, and a five-minute wait then costs about 35 reads, not 300: the
+/// console's rate limits and the host's request cap are shared.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest time between state reads while waiting.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Which way the network switch goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +249,8 @@ fn uncertain<T: Transport>(
     })
 }
 
-/// Reads the agent's state until it settles or `wait` passes (at least once).
+/// Reads the agent's state until it settles or `wait` passes (at least
+/// once, and once more at the end of the wait).
 fn poll<T: Transport>(
     client: &mut Client<'_, T>,
     id: &str,
@@ -252,15 +258,19 @@ fn poll<T: Transport>(
     wait: Duration,
 ) -> Result<NetworkState> {
     let started = Instant::now();
+    // Paused time counts even where the transport does not really sleep.
     let mut waited = Duration::ZERO;
+    let mut interval = FIRST_POLL_INTERVAL;
     loop {
         let state = hosts::read_by_id(client, id)?.network_state;
-        let out_of_time = waited + POLL_INTERVAL > wait || started.elapsed() + POLL_INTERVAL > wait;
-        if direction.settled(state) || out_of_time {
+        let left = wait.saturating_sub(waited.max(started.elapsed()));
+        if direction.settled(state) || left.is_zero() {
             return Ok(state);
         }
-        client.pause(POLL_INTERVAL);
-        waited += POLL_INTERVAL;
+        let pause = interval.min(left);
+        client.pause(pause);
+        waited += pause;
+        interval = (interval * 2).min(MAX_POLL_INTERVAL);
     }
 }
 
@@ -488,6 +498,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.network_state, NetworkState::Disconnected);
-        assert_eq!(t.pauses, [POLL_INTERVAL, POLL_INTERVAL]);
+        assert_eq!(t.pauses, [Duration::from_secs(1), Duration::from_secs(2)]);
+    }
+
+    #[test]
+    fn a_long_wait_backs_off_and_reads_once_more_at_its_end() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":1}}"#);
+        for _ in 0..40 {
+            t = t.reply(200, &page("disconnecting"));
+        }
+        let mut client = t.client("u1", "tok-12345");
+        let selector = Selector::parse("agent-id", "42").unwrap();
+        let wait = Duration::from_secs(300);
+        let out = run(&mut client, &selector, Direction::Isolate, &[], wait).unwrap();
+        assert_eq!(out.network_state, NetworkState::Disconnecting);
+        let secs: Vec<u64> = t.pauses.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs[..6], [1, 2, 4, 8, 10, 10]);
+        assert_eq!(t.pauses.iter().sum::<Duration>(), wait);
+        // One read per pause plus the first, the resolve and the POST.
+        assert_eq!(t.sent.len(), t.pauses.len() + 3);
+        assert!(t.sent.len() <= 40, "{}", t.sent.len());
     }
 }

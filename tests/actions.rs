@@ -534,6 +534,52 @@ async fn forbidden_action_names_the_permission() {
     );
 }
 
+/// A wait longer than the call's deadline allows is shortened, so the call
+/// returns the outcome of the action it took instead of being killed at
+/// its deadline, and the polls back off instead of reading every second.
+#[tokio::test]
+async fn a_wait_past_the_deadline_is_shortened_and_said_so() {
+    let sim = Simulator::start().await.unwrap();
+    sim.never_confirm(agents::FINANCE_LAPTOP);
+    let options = ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 300,
+    };
+    let policy = policy(&sim).deadline(Duration::from_secs(8));
+    let outcome = runtime()
+        .isolate_host(
+            &connection(CONSOLE, tokens::ADMIN),
+            &HostSelector::AgentId(agents::FINANCE_LAPTOP.into()),
+            &options,
+            &policy,
+        )
+        .await;
+    let done = outcome.result.unwrap();
+    assert_eq!(done.network_state, NetworkState::Disconnecting);
+    assert!(
+        done.detail.ends_with(
+            "the console now reports disconnecting. The wait was shortened from 300 s to 4 s to \
+             fit this call's deadline of 8 s."
+        ),
+        "{}",
+        done.detail
+    );
+    assert!(
+        outcome.elapsed >= Duration::from_secs(4),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(8),
+        "{:?}",
+        outcome.elapsed
+    );
+    // Resolve, POST, then reads at 0, 1, 3 and 4 s (pauses of 1, 2, 1).
+    let reads = sim.requests().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(reads, 5);
+    assert_eq!(action_posts(&sim).len(), 1);
+}
+
 #[tokio::test]
 async fn wait_polls_until_the_agent_confirms_then_release_mirrors() {
     let sim = Simulator::start().await.unwrap();

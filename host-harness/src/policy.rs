@@ -152,7 +152,9 @@ pub struct CallPolicy {
     /// Upper bound for each of the connect, first-byte and between-bytes
     /// timeouts, whatever the guest asks for.
     pub http_timeout: Duration,
-    /// Wall-clock limit for the whole call.
+    /// Wall-clock limit for the whole call. An isolate or release asking
+    /// to wait longer than [`CallPolicy::longest_wait`] has its wait
+    /// shortened to fit, and its outcome says so.
     pub deadline: Duration,
     /// Largest response body delivered to the guest, in bytes.
     pub max_response_bytes: u64,
@@ -256,6 +258,16 @@ impl CallPolicy {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The longest `wait-seconds` an isolate or release may use under this
+    /// policy: the deadline less what the rest of the call may need (half
+    /// the deadline, at most a minute). Killing the call at its deadline
+    /// would lose the outcome of an action the console already accepted,
+    /// so the wait gives way instead.
+    pub fn longest_wait(&self) -> Duration {
+        let reserve = (self.deadline / 2).min(Duration::from_secs(60));
+        self.deadline - reserve
     }
 
     /// Names the tenant the call runs for.
@@ -376,6 +388,22 @@ mod tests {
         );
         assert!(EgressPolicy::default().connect_to_arg("a").is_err());
         assert!(EgressPolicy::default().connect_to_arg("a=[::1]:80").is_ok());
+    }
+
+    #[test]
+    fn the_longest_wait_leaves_room_for_the_rest_of_the_call() {
+        let wait = |secs| {
+            CallPolicy::default()
+                .deadline(Duration::from_secs(secs))
+                .longest_wait()
+                .as_secs()
+        };
+        assert_eq!(wait(120), 60);
+        assert_eq!(wait(420), 360);
+        assert_eq!(wait(30), 15);
+        assert_eq!(wait(0), 0);
+        let forever = CallPolicy::default().deadline(Duration::MAX);
+        assert!(forever.longest_wait() > Duration::from_secs(300));
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub struct Connection {
     pub management_host: String,
     /// The API token as typed.
     pub api_token: String,
-    /// Hosts that must never be isolated (hostname, agent id or IP).
+    /// Hosts that must never be isolated (hostname, agent id, UUID, IP,
+    /// IP range or MAC; see the WIT `connection` record).
     pub protected_hosts: Vec<String>,
 }
 
@@ -165,6 +166,22 @@ pub struct Outcome<T> {
     /// The most linear memory the call's instance had, in bytes (0 if it
     /// never started).
     pub memory_bytes: usize,
+}
+
+/// Shortens an action's wait to what `policy` leaves room for; returns the
+/// sentence the outcome then carries, so the admin knows why it returned
+/// before the agent confirmed.
+fn fit_wait(options: &mut ActionOptions, policy: &CallPolicy) -> Option<String> {
+    let asked = options.wait_seconds;
+    let longest = u32::try_from(policy.longest_wait().as_secs()).unwrap_or(u32::MAX);
+    (asked > longest).then(|| {
+        options.wait_seconds = longest;
+        format!(
+            " The wait was shortened from {asked} s to {longest} s to fit this call's deadline \
+             of {} s.",
+            policy.deadline.as_secs()
+        )
+    })
 }
 
 /// The future of one exported call.
@@ -600,28 +617,34 @@ impl Runtime {
         options: &ActionOptions,
         policy: &CallPolicy,
     ) -> Outcome<ActionOutcome> {
-        let (conn, host, options) = (connection.to_wit(), host.clone(), options.clone());
+        let (conn, host, mut options) = (connection.to_wit(), host.clone(), options.clone());
+        let shortened = fit_wait(&mut options, policy);
         let action = if isolate {
             "isolate-host"
         } else {
             "release-host"
         };
-        self.call(
-            action,
-            policy,
-            &connection.api_token,
-            move |instance, exports, store| {
-                let export = if isolate {
-                    &exports.isolate_host
-                } else {
-                    &exports.release_host
-                };
-                Box::pin(
-                    async move { invoke(store, &instance, export, (&conn, &host, &options)).await },
-                )
-            },
-        )
-        .await
+        let mut outcome: Outcome<ActionOutcome> = self
+            .call(
+                action,
+                policy,
+                &connection.api_token,
+                move |instance, exports, store| {
+                    let export = if isolate {
+                        &exports.isolate_host
+                    } else {
+                        &exports.release_host
+                    };
+                    Box::pin(async move {
+                        invoke(store, &instance, export, (&conn, &host, &options)).await
+                    })
+                },
+            )
+            .await;
+        if let (Ok(done), Some(note)) = (&mut outcome.result, shortened) {
+            done.detail.push_str(&note);
+        }
+        outcome
     }
 
     /// Calls `fetch-threats`: the next page after `checkpoint` (none on the

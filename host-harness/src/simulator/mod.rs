@@ -70,6 +70,9 @@ pub(crate) struct State {
     pub(crate) closed: u64,
     /// Whether requests are appended to `log` (off for benchmarks).
     pub(crate) logging: bool,
+    /// Agents whose pending state never settles: they accept an action
+    /// but never confirm it.
+    pub(crate) unconfirming: Vec<String>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -136,6 +139,13 @@ impl Simulator {
         if let Some(agent) = state.agents.iter_mut().find(|a| a["id"] == id) {
             agent["networkStatus"] = serde_json::json!(status);
         }
+    }
+
+    /// Makes agent `id` accept actions but never confirm them, as an agent
+    /// that lost its connection to the console right after does: its
+    /// `disconnecting` or `connecting` state stays.
+    pub fn never_confirm(&self, id: &str) {
+        self.lock().unconfirming.push(id.to_owned());
     }
 
     /// Every threat's current `(id, updatedAt as served)`; `None` where the

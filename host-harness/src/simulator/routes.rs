@@ -359,7 +359,10 @@ fn agents(state: &Arc<Mutex<State>>, query: Option<&str>) -> Response<SimBody> {
         },
     );
     for &i in &page {
-        super::fleet::settle(&mut state.agents[i]);
+        let id = state.agents[i]["id"].as_str().unwrap_or_default();
+        if !state.unconfirming.iter().any(|u| u == id) {
+            super::fleet::settle(&mut state.agents[i]);
+        }
     }
     response
 }
