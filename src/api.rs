@@ -80,20 +80,40 @@ impl<'t, T: Transport> Client<'t, T> {
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<Response> {
+        match self.send_sized(method, path, body, idempotency)? {
+            Ok(response) => Ok(response),
+            Err(limit) => {
+                let request = self.request(method, path, body);
+                Err(self.transport_error(TransportError::BodyTooLarge(limit), &request))
+            }
+        }
+    }
+
+    /// As [`Client::send`], except that an answer larger than the body
+    /// size limit comes back as `Ok(Err(limit))`, for a caller that can ask
+    /// for less (a smaller page) instead of failing.
+    pub fn send_sized(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> Result<std::result::Result<Response, u64>> {
         let request = self.request(method, path, body);
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let response = self
-                .transport
-                .send(&request)
-                .map_err(|e| self.transport_error(e, &request))?;
+            let response = match self.transport.send(&request) {
+                Ok(response) => response,
+                Err(TransportError::BodyTooLarge(limit)) => return Ok(Err(limit)),
+                Err(e) => return Err(self.transport_error(e, &request)),
+            };
             let retryable = match idempotency {
                 Idempotency::Read => is_retryable_status(response.status),
                 Idempotency::Action => response.status == 429,
             };
             if !retryable {
-                return Ok(response);
+                return Ok(Ok(response));
             }
             let retry_after = parse_retry_after(response.header("retry-after"));
             let delay = self
@@ -101,7 +121,7 @@ impl<'t, T: Transport> Client<'t, T> {
                 .delay(attempt, retry_after, self.transport.random());
             let out_of_budget = started.elapsed() + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_budget {
-                return Ok(response);
+                return Ok(Ok(response));
             }
             self.transport.pause(delay);
             attempt += 1;

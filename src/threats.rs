@@ -178,14 +178,8 @@ pub fn fetch<T: Transport>(
         Some((cursor, since)) => (*since, Some(cursor.clone())),
         None => (state.watermark, None),
     };
-    let mut path = format!(
-        "/threats?updatedAt__gte={}&sortBy=updatedAt&sortOrder=asc&limit={page_size}",
-        encode_query_value(&format_rfc3339_micros(since))
-    );
-    if let Some(c) = &cursor {
-        path.push_str(&format!("&cursor={}", encode_query_value(c)));
-    }
-    let response = client.send(Method::Get, &path, None, Idempotency::Read)?;
+    let mut warnings = Vec::new();
+    let (path, response) = read_page(client, since, cursor.as_deref(), page_size, &mut warnings)?;
     if !response.is_success() {
         return Err(client.status_error(Method::Get, &path, &response, Some("Threats.view")));
     }
@@ -196,11 +190,12 @@ pub fn fetch<T: Transport>(
             body::full_stop(&body::summarize(&response.body))
         )));
     };
-    let mut warnings = page
-        .errors
-        .as_ref()
-        .map(body::describe_errors)
-        .unwrap_or_default();
+    warnings.extend(
+        page.errors
+            .as_ref()
+            .map(body::describe_errors)
+            .unwrap_or_default(),
+    );
     let mut threats = Vec::new();
     let mut delivered: Vec<(String, i64)> = Vec::new();
     for (n, raw) in items.into_iter().enumerate() {
@@ -256,6 +251,56 @@ pub fn fetch<T: Transport>(
         more,
         warnings,
     })
+}
+
+/// Times a page too large to read is asked for again, a quarter the size.
+const MAX_SHRINKS: u32 = 4;
+
+/// Sends the page query; returns its path and the answer. A page larger
+/// than the body size limit (threats carry their indicators, so a page of
+/// 1000 can pass 8 MiB) is asked for again, smaller, with a warning, so
+/// ingestion goes on instead of failing on the same page every poll.
+fn read_page<T: Transport>(
+    client: &mut Client<'_, T>,
+    since: i64,
+    cursor: Option<&str>,
+    page_size: u32,
+    warnings: &mut Vec<String>,
+) -> Result<(String, crate::transport::Response)> {
+    let mut limit = page_size;
+    let mut shrinks = 0;
+    loop {
+        let mut path = format!(
+            "/threats?updatedAt__gte={}&sortBy=updatedAt&sortOrder=asc&limit={limit}",
+            encode_query_value(&format_rfc3339_micros(since))
+        );
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={}", encode_query_value(c)));
+        }
+        let cap = match client.send_sized(Method::Get, &path, None, Idempotency::Read)? {
+            Ok(response) => {
+                if limit < page_size {
+                    warnings.push(format!(
+                        "A page of {page_size} threats was larger than the connector may read, so \
+                         {limit} were fetched instead. Set the page size to {limit} or less to \
+                         save the wasted download."
+                    ));
+                }
+                return Ok((path, response));
+            }
+            Err(cap) => cap,
+        };
+        if limit == 1 || shrinks == MAX_SHRINKS {
+            return Err(Error::Upstream(format!(
+                "A page of {limit} threat(s) from the console was larger than the {cap}-byte \
+                 limit, so it was not read and the checkpoint was not advanced. Either the \
+                 console sends oversized threats, or the SOAR platform's response size limit \
+                 is set too low for them."
+            )));
+        }
+        limit = (limit / 4).max(1);
+        shrinks += 1;
+    }
 }
 
 /// Moves the watermark to the newest delivered version and remembers the
@@ -314,6 +359,7 @@ pub fn threat_from(value: &Value, raw: &str) -> Threat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::TransportError;
     use crate::transport::testing::Scripted;
 
     const NOW: i64 = 1_780_000_000_000_000;
@@ -512,6 +558,59 @@ mod tests {
             "invalid-config"
         );
         assert!(t.sent.is_empty());
+    }
+
+    fn fetch_pages_of(t: &mut Scripted, page_size: u32) -> Result<ThreatPage> {
+        let mut client = t.client("u1", "tok-12345");
+        let options = FetchOptions {
+            page_size,
+            lookback_secs: None,
+        };
+        fetch(&mut client, None, options, NOW)
+    }
+
+    fn limits(t: &Scripted) -> Vec<String> {
+        let limit = |p: &str| p.split("limit=").nth(1).unwrap_or_default().to_owned();
+        t.sent.iter().map(|r| limit(&r.path_and_query)).collect()
+    }
+
+    #[test]
+    fn a_page_too_large_to_read_is_asked_for_again_smaller() {
+        let too_large = TransportError::BodyTooLarge(8 << 20);
+        let mut t = Scripted::default().fail(too_large.clone()).reply(
+            200,
+            &page(&[threat("1", "2026-05-28T10:00:00Z")], Some("c1")),
+        );
+        let p = fetch_pages_of(&mut t, 1000).unwrap();
+        assert_eq!(limits(&t), ["1000", "250"]);
+        assert_eq!((p.threats.len(), p.more), (1, true));
+        assert_eq!(
+            p.warnings,
+            [
+                "A page of 1000 threats was larger than the connector may read, so 250 were fetched \
+              instead. Set the page size to 250 or less to save the wasted download."
+            ]
+        );
+
+        let mut t = Scripted::default();
+        for _ in 0..6 {
+            t = t.fail(too_large.clone());
+        }
+        let err = fetch_pages_of(&mut t, 1000).unwrap_err();
+        assert_eq!(limits(&t), ["1000", "250", "62", "15", "3"]);
+        assert_eq!(
+            (err.kind(), err.message()),
+            (
+                "upstream",
+                "A page of 3 threat(s) from the console was larger than the 8388608-byte limit, \
+                 so it was not read and the checkpoint was not advanced. Either the console sends \
+                 oversized threats, or the SOAR platform's response size limit is set too low for \
+                 them."
+            )
+        );
+        let mut t = Scripted::default().fail(too_large);
+        fetch_pages_of(&mut t, 1).unwrap_err();
+        assert_eq!(limits(&t), ["1"]);
     }
 
     #[test]

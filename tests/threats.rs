@@ -7,7 +7,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 
 use connector_host::simulator::{Fault, FaultKind, Simulator, THREAT_COUNT, TokenProfile, tokens};
-use connector_host::{CallError, FetchOptions, ThreatPage};
+use connector_host::{CallError, CallPolicy, FetchOptions, ThreatPage};
 use proptest::prelude::*;
 use support::*;
 
@@ -22,17 +22,26 @@ async fn pull(
     page_size: u32,
     max_failures: usize,
 ) -> (Vec<Version>, Vec<ThreatPage>, usize) {
+    pull_under(&policy(sim), token, page_size, max_failures).await
+}
+
+/// [`pull`] under `policy`.
+async fn pull_under(
+    policy: &CallPolicy,
+    token: &str,
+    page_size: u32,
+    max_failures: usize,
+) -> (Vec<Version>, Vec<ThreatPage>, usize) {
     let options = FetchOptions {
         page_size,
         lookback_seconds: None,
     };
     let conn = connection(CONSOLE, token);
-    let policy = policy(sim);
     let (mut committed, mut delivered, mut pages, mut failures) =
         (None::<String>, vec![], vec![], 0);
     for _ in 0..500 {
         let outcome = runtime()
-            .fetch_threats(&conn, committed.as_deref(), &options, &policy)
+            .fetch_threats(&conn, committed.as_deref(), &options, policy)
             .await;
         match outcome.result {
             Ok(page) => {
@@ -108,6 +117,40 @@ async fn a_full_pull_delivers_each_threat_exactly_once() {
     // Caught up after the last full page: the next call delivered nothing.
     assert!(pages.last().unwrap().threats.is_empty());
     assert!(!pages[pages.len() - 2].threats.is_empty());
+}
+
+/// Pages of 1000 and 250 threats are over this policy's 128 KiB response limit:
+/// the connector asks for smaller pages, says so, and still delivers every
+/// version exactly once.
+#[tokio::test]
+async fn pages_too_large_for_the_response_limit_are_fetched_smaller() {
+    let sim = Simulator::start().await.unwrap();
+    let policy = policy(&sim).max_response_bytes(128 * 1024);
+    let (delivered, pages, failures) = pull_under(&policy, tokens::ADMIN, 1000, 0).await;
+    assert_eq!((delivered.len(), failures), (THREAT_COUNT, 0));
+    assert_no_duplicates(&delivered);
+    assert_all_current_versions(&sim, &delivered);
+    let shrunk = "A page of 1000 threats was larger than the connector may read, so 62 were \
+                  fetched instead. Set the page size to 62 or less to save the wasted download.";
+    // Every page cut to 62 says so; the remainder at the end fits whole.
+    let noted = |p: &&ThreatPage| p.warnings.iter().any(|w| w == shrunk);
+    let cut: Vec<&ThreatPage> = pages.iter().filter(|p| p.threats.len() == 62).collect();
+    assert!(cut.len() >= 30 && cut.iter().all(noted), "{}", cut.len());
+    assert_eq!(pages.iter().filter(noted).count(), cut.len());
+    let limits: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.query
+                .as_deref()?
+                .split("limit=")
+                .nth(1)
+                .map(str::to_owned)
+        })
+        .map(|rest| rest.split('&').next().unwrap_or_default().to_owned())
+        .take(3)
+        .collect();
+    assert_eq!(limits, ["1000", "250", "62"]);
 }
 
 #[tokio::test]
