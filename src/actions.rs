@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::api::{API_PREFIX, Client, Idempotency, parse_json};
+use crate::api::{self, Client, Idempotency, parse_json};
 use crate::body;
 use crate::error::{Error, Result};
 use crate::hosts::{self, Host, NetworkState, Selector};
@@ -128,7 +128,7 @@ pub fn run<T: Transport>(
     }
     let wait = wait.min(MAX_WAIT);
     let request = json!({"filter": {"ids": [host.agent_id]}, "data": {}});
-    let what = format!("POST {API_PREFIX}{}", direction.endpoint());
+    let what = api::what(Method::Post, direction.endpoint());
     let response = client.send(
         Method::Post,
         direction.endpoint(),

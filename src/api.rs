@@ -80,13 +80,10 @@ impl<'t, T: Transport> Client<'t, T> {
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<Response> {
-        match self.send_sized(method, path, body, idempotency)? {
-            Ok(response) => Ok(response),
-            Err(limit) => {
-                let request = self.request(method, path, body);
-                Err(self.transport_error(TransportError::BodyTooLarge(limit), &request))
-            }
-        }
+        self.send_sized(method, path, body, idempotency)?
+            .map_err(|limit| {
+                self.transport_error(TransportError::BodyTooLarge(limit), method, path)
+            })
     }
 
     /// As [`Client::send`], except that an answer larger than the body
@@ -106,7 +103,7 @@ impl<'t, T: Transport> Client<'t, T> {
             let response = match self.transport.send(&request) {
                 Ok(response) => response,
                 Err(TransportError::BodyTooLarge(limit)) => return Ok(Err(limit)),
-                Err(e) => return Err(self.transport_error(e, &request)),
+                Err(e) => return Err(self.transport_error(e, method, path)),
             };
             let retryable = match idempotency {
                 Idempotency::Read => is_retryable_status(response.status),
@@ -167,14 +164,10 @@ impl<'t, T: Transport> Client<'t, T> {
         }
     }
 
-    fn transport_error(&self, error: TransportError, request: &Request) -> Error {
+    fn transport_error(&self, error: TransportError, method: Method, path: &str) -> Error {
         let host = self.console.host();
         let label = self.console.label();
-        let what = format!(
-            "{} {}",
-            request.method.as_str(),
-            strip_query(&request.path_and_query)
-        );
+        let what = what(method, path);
         match error {
             TransportError::Denied => Error::EgressDenied(format!(
                 "The SOAR platform's network policy does not allow connections to {host}. \
@@ -231,7 +224,7 @@ impl<'t, T: Transport> Client<'t, T> {
         response: &Response,
         permission: Option<&str>,
     ) -> Error {
-        let what = format!("{} {API_PREFIX}{}", method.as_str(), strip_query(path));
+        let what = what(method, path);
         let said = body::summarize(&response.body);
         let status = response.status;
         match status {
@@ -286,10 +279,9 @@ pub fn parse_json<'a, D: serde::Deserialize<'a>>(
         // The excerpt goes last: it is arbitrary text, often cut mid-token,
         // and would blur the boundary of any sentence after it.
         Error::Upstream(format!(
-            "The console's answer to {} {API_PREFIX}{} was not the expected JSON ({e}). A proxy \
-             or an incompatible console version can cause this. The answer began: {}",
-            method.as_str(),
-            strip_query(path),
+            "The console's answer to {} was not the expected JSON ({e}). A proxy or an \
+             incompatible console version can cause this. The answer began: {}",
+            what(method, path),
             body::summarize(&response.body)
         ))
     })
@@ -312,6 +304,12 @@ pub fn encode_query_value(value: &str) -> String {
         bytes.to_vec()
     };
     form_urlencoded::byte_serialize(&raw).collect()
+}
+
+/// A request as messages name it, e.g. `GET /web/api/v2.1/agents`: the
+/// query is left out, since it can hold long filters or cursors.
+pub(crate) fn what(method: Method, path: &str) -> String {
+    format!("{} {API_PREFIX}{}", method.as_str(), strip_query(path))
 }
 
 fn strip_query(path: &str) -> &str {
