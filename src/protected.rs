@@ -44,23 +44,24 @@ fn names(item: &str, host: &Host) -> bool {
             .iter()
             .filter_map(|a| a.parse::<IpAddr>().ok())
     };
-    let by_ip = item
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| addresses().any(|a| a == ip));
+    let ip = item.parse::<IpAddr>().ok();
+    let by_ip = ip.is_some_and(|ip| addresses().any(|a| a == ip));
     let by_range = parse_range(item).is_some_and(|range| addresses().any(|a| range.contains(a)));
     let by_mac = normalize_mac(item).is_some_and(|mac| host.macs.contains(&mac));
     let by_id =
         item == host.agent_id || (!host.uuid.is_empty() && item.eq_ignore_ascii_case(&host.uuid));
-    by_ip || by_range || by_mac || by_id || names_by_hostname(item, host)
+    by_ip || by_range || by_mac || by_id || names_by_hostname(item, ip.is_some(), host)
 }
 
-fn names_by_hostname(item: &str, host: &Host) -> bool {
+/// By name, or for a fully qualified name by its first label (unless the
+/// item is an IP address, whose first "label" is just a number).
+fn names_by_hostname(item: &str, is_ip: bool, host: &Host) -> bool {
     if host.hostname.is_empty() {
         return false;
     }
     let first_label = item.split('.').next().unwrap_or(item);
     host.hostname.eq_ignore_ascii_case(item)
-        || (item.parse::<IpAddr>().is_err() && host.hostname.eq_ignore_ascii_case(first_label))
+        || (!is_ip && host.hostname.eq_ignore_ascii_case(first_label))
 }
 
 /// An address range: the network's address and its prefix length.
