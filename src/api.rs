@@ -287,23 +287,28 @@ pub fn parse_json<'a, D: serde::Deserialize<'a>>(
     })
 }
 
-/// Percent-encodes a query value. A value that already holds `%XX`
-/// escapes (cursors sometimes arrive that way) is decoded first, so it is
-/// never encoded twice.
+/// Percent-encodes a query value exactly as given: a `%` is sent as
+/// `%25`, so no value can smuggle an escaped `,` or `&` into a filter.
 pub fn encode_query_value(value: &str) -> String {
-    let bytes = value.as_bytes();
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Percent-encodes a pagination cursor. Cursors sometimes arrive already
+/// URL-encoded (`...%3D%3D`); such a cursor is decoded first, so it is never
+/// encoded twice. Only cursors get this: they are opaque tokens of the
+/// console's, where a literal `%XX` never occurs.
+pub fn encode_cursor(cursor: &str) -> String {
+    let bytes = cursor.as_bytes();
     let already_encoded = bytes
         .windows(3)
         .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
-    let raw: Vec<u8> = if already_encoded {
-        form_urlencoded::parse(format!("v={}", value.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned().into_bytes())
-            .unwrap_or_else(|| bytes.to_vec())
-    } else {
-        bytes.to_vec()
-    };
-    form_urlencoded::byte_serialize(&raw).collect()
+    if !already_encoded {
+        return encode_query_value(cursor);
+    }
+    let decoded = form_urlencoded::parse(format!("v={}", cursor.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned());
+    encode_query_value(decoded.as_deref().unwrap_or(cursor))
 }
 
 /// A request as messages name it, e.g. `GET /web/api/v2.1/agents`: the
@@ -551,17 +556,22 @@ mod tests {
     }
 
     #[test]
-    fn query_values_are_encoded_once() {
+    fn query_values_are_encoded_exactly() {
         assert_eq!(encode_query_value("a b&c=d"), "a+b%26c%3Dd");
-        assert_eq!(
-            encode_query_value("YWdl+bnQ/aWQ=="),
-            "YWdl%2BbnQ%2FaWQ%3D%3D"
-        );
-        assert_eq!(
-            encode_query_value("YWdl%2BbnQ%2FaWQ%3D%3D"),
-            "YWdl%2BbnQ%2FaWQ%3D%3D"
-        );
         assert_eq!(encode_query_value("100%"), "100%25");
+        // A value holding an escape is not decoded: `%2C` must not become
+        // a second item of a CSV filter.
+        assert_eq!(encode_query_value("PC-1%2CDC-01"), "PC-1%252CDC-01");
+    }
+
+    #[test]
+    fn cursors_are_encoded_once() {
+        assert_eq!(encode_cursor("YWdl+bnQ/aWQ=="), "YWdl%2BbnQ%2FaWQ%3D%3D");
+        assert_eq!(
+            encode_cursor("YWdl%2BbnQ%2FaWQ%3D%3D"),
+            "YWdl%2BbnQ%2FaWQ%3D%3D"
+        );
+        assert_eq!(encode_cursor("100%"), "100%25");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::api::{Client, encode_query_value};
+use crate::api::{Client, encode_cursor, encode_query_value};
 use crate::body;
 use crate::error::{Error, Result};
 use crate::lenient::{self, Flag, List, Object, Str, Text};
@@ -22,7 +22,8 @@ const MAX_PAGES: usize = 10;
 pub enum Selector {
     /// Decimal agent id.
     AgentId(String),
-    /// Lower-case hex UUID.
+    /// Lower-case hex UUID without dashes: consoles list agent UUIDs that
+    /// way, while other tools print the same UUID dashed.
     Uuid(String),
     /// Computer name, compared case-insensitively.
     Hostname(String),
@@ -128,11 +129,10 @@ impl Selector {
             }
             "agent-id" => bad("an agent id is a decimal number, e.g. 1234567890123456789"),
             "uuid" => {
-                let u = v.to_ascii_lowercase();
-                if (8..=64).contains(&u.len())
-                    && u.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-                {
-                    Ok(Selector::Uuid(u))
+                let hex_or_dash = v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+                let key = uuid_key(v);
+                if hex_or_dash && (8..=64).contains(&key.len()) {
+                    Ok(Selector::Uuid(key))
                 } else {
                     bad("an agent UUID is hexadecimal, e.g. b7b2d39171be4ae1af90f93d7ed20f07")
                 }
@@ -163,7 +163,11 @@ impl Selector {
     fn query(&self) -> String {
         match self {
             Selector::AgentId(id) => format!("ids={}", encode_query_value(id)),
-            Selector::Uuid(uuid) => format!("uuids={}", encode_query_value(uuid)),
+            // Both spellings, in case a console keeps the dashed one.
+            Selector::Uuid(key) => format!(
+                "uuids={}",
+                csv_of_distinct([key.clone(), dashed_uuid(key).unwrap_or_default()])
+            ),
             // Not `computerName=`: that filter is probably case-sensitive,
             // so it would miss `reception-pc` when asked for `RECEPTION-PC`,
             // and a stale agent of a re-imaged machine that differs only in
@@ -202,13 +206,35 @@ impl Selector {
     pub fn matches(&self, host: &Host) -> bool {
         match self {
             Selector::AgentId(id) => host.agent_id == *id,
-            Selector::Uuid(uuid) => host.uuid.eq_ignore_ascii_case(uuid),
+            Selector::Uuid(key) => uuid_key(&host.uuid) == *key,
             Selector::Hostname(name) => host.hostname.eq_ignore_ascii_case(name),
             Selector::Ip(ip) => host
                 .ip_addresses
                 .iter()
                 .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a == *ip)),
             Selector::Mac(mac) => host.macs.iter().any(|m| m == mac),
+        }
+    }
+
+    /// A sentence to add when nothing matched and the value looks like a
+    /// common slip: an IP or a fully qualified name given as a hostname.
+    /// The bare name is not searched for automatically: in a console that
+    /// serves several domains or customers it may be another machine.
+    fn not_found_hint(&self) -> String {
+        let Selector::Hostname(name) = self else {
+            return String::new();
+        };
+        if name.parse::<IpAddr>().is_ok() {
+            return " This is an IP address: look it up as an IP address instead.".to_owned();
+        }
+        match name.split_once('.') {
+            Some((bare, _)) if !bare.is_empty() => format!(
+                " Consoles usually list Windows and macOS computer names without their \
+                 domain: if the machine is named \"{}\" in the console, retry with that name, \
+                 after checking there that it is the machine you mean.",
+                body::quote(bare)
+            ),
+            _ => String::new(),
         }
     }
 
@@ -224,11 +250,36 @@ impl Selector {
     }
 }
 
+/// A UUID as compared: lower case, dashes removed, so that
+/// `B7B2D391-71BE-...` and `b7b2d39171be...` are the same agent.
+pub fn uuid_key(uuid: &str) -> String {
+    uuid.trim()
+        .chars()
+        .filter(|&c| c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The 8-4-4-4-12 spelling of a 32-digit UUID key.
+fn dashed_uuid(key: &str) -> Option<String> {
+    (key.len() == 32 && key.is_ascii()).then(|| {
+        [
+            &key[..8],
+            &key[8..12],
+            &key[12..16],
+            &key[16..20],
+            &key[20..],
+        ]
+        .join("-")
+    })
+}
+
 /// The values, first spelling of each kept, as one encoded CSV value.
+/// Empty values are left out.
 fn csv_of_distinct(values: impl IntoIterator<Item = String>) -> String {
     let mut kept: Vec<String> = Vec::new();
     for v in values {
-        if !kept.contains(&v) {
+        if !v.is_empty() && !kept.contains(&v) {
             kept.push(v);
         }
     }
@@ -370,8 +421,9 @@ pub fn resolve<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) ->
     match candidates.len() {
         0 => Err(Error::NotFound(format!(
             "No active SentinelOne agent has the {}. Decommissioned agents are ignored; check the \
-             value, or find the endpoint in the console's Sentinels list.",
-            selector.describe()
+             value, or find the endpoint in the console's Sentinels list.{}",
+            selector.describe(),
+            selector.not_found_hint()
         ))),
         1 => Ok(candidates.into_iter().next().expect("one candidate")),
         n => Err(Error::Ambiguous {
@@ -405,7 +457,7 @@ fn list<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) -> Result
     for _ in 0..MAX_PAGES {
         let mut path = format!("/agents?{filter}&limit={PAGE_SIZE}");
         if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={}", encode_query_value(c)));
+            path.push_str(&format!("&cursor={}", encode_cursor(c)));
         }
         let page: AgentPage = client.read_json(Method::Get, &path, None, Some("Endpoints.view"))?;
         if page.unreadable > 0 {
@@ -466,6 +518,10 @@ mod tests {
         assert_eq!(
             Selector::parse("uuid", "B7B2D391").unwrap(),
             Selector::Uuid("b7b2d391".into())
+        );
+        assert_eq!(
+            Selector::parse("uuid", "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07").unwrap(),
+            Selector::Uuid("b7b2d39171be4ae1af90f93d7ed20f07".into())
         );
         assert_eq!(
             Selector::parse("mac", "00-B0-D0-63-C2-26").unwrap(),
@@ -529,6 +585,23 @@ mod tests {
             "computerName__contains=FIN-LT-0042%2Cfin-lt-0042"
         );
         assert_eq!(q("hostname", "42"), "computerName__contains=42");
+        // An escape typed into a name is sent as typed, never decoded into
+        // a second item of the list.
+        assert_eq!(
+            q("hostname", "pc-1%2cdc-01"),
+            "computerName__contains=pc-1%252cdc-01%2CPC-1%252CDC-01"
+        );
+        for uuid in [
+            "b7b2d39171be4ae1af90f93d7ed20f07",
+            "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07",
+        ] {
+            assert_eq!(
+                q("uuid", uuid),
+                "uuids=b7b2d39171be4ae1af90f93d7ed20f07\
+                 %2Cb7b2d391-71be-4ae1-af90-f93d7ed20f07"
+            );
+        }
+        assert_eq!(q("uuid", "b7b2-d391"), "uuids=b7b2d391");
         assert_eq!(
             q("ip", "10.0.0.1"),
             "networkInterfaceInet__contains=10.0.0.1"
@@ -555,6 +628,16 @@ mod tests {
         assert!(Selector::parse("ip", "fe80::1").unwrap().matches(&exact));
         assert!(Selector::parse("hostname", "PC-2").unwrap().matches(&exact));
         assert!(!Selector::parse("hostname", "PC").unwrap().matches(&exact));
+        let mut dashed = exact.clone();
+        dashed.uuid = "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07".into();
+        for typed in [
+            "b7b2d39171be4ae1af90f93d7ed20f07",
+            "b7b2d391-71be-4ae1-af90-f93d7ed20f07",
+        ] {
+            let uuid = Selector::parse("uuid", typed).unwrap();
+            assert!(uuid.matches(&dashed), "{typed}");
+            assert!(!uuid.matches(&prefix), "{typed}");
+        }
         assert!(
             Selector::parse("mac", "00:b0:d0:63:c2:26")
                 .unwrap()
@@ -638,6 +721,31 @@ mod tests {
         let selector = Selector::parse("hostname", "PC-1").unwrap();
         let host = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap();
         assert_eq!(host.agent_id, "2");
+    }
+
+    #[test]
+    fn not_found_hints_at_a_domain_or_an_ip_typed_as_a_hostname() {
+        let empty = r#"{"data": [], "pagination": {"nextCursor": null}}"#;
+        let message = |name: &str| {
+            let mut t = Scripted::default().reply(200, empty);
+            let selector = Selector::parse("hostname", name).unwrap();
+            let err = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap_err();
+            assert_eq!(err.kind(), "not-found");
+            // Only the name typed was searched for.
+            assert_eq!(t.sent.len(), 1);
+            err.message().to_owned()
+        };
+        assert!(message("fin-lt-0042.corp.example").ends_with(
+            "Consoles usually list Windows and macOS computer names without their domain: \
+                 if the machine is named \"fin-lt-0042\" in the console, retry with that name, \
+                 after checking there that it is the machine you mean."
+        ));
+        assert!(
+            message("10.0.0.1")
+                .ends_with("This is an IP address: look it up as an IP address instead.")
+        );
+        assert!(message("FIN-LT-0042").ends_with("in the console's Sentinels list."));
+        assert!(message(".hidden").ends_with("in the console's Sentinels list."));
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub const FIELDS: &[FormField] = &[
         name: "protected-hosts",
         label: "Protected Hosts",
         help: "Hosts that must never be isolated through this connection, such as domain \
-               controllers and the SOAR server itself: hostnames, agent ids, IP addresses, \
+               controllers and the SOAR server itself: hostnames, agent ids or UUIDs, IP addresses, \
                IP ranges such as 10.0.0.0/24, or MAC addresses, separated by commas.",
         example: "DC-01, 10.0.0.2",
         secret: false,

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::hosts::{Host, normalize_mac};
+use crate::hosts::{Host, normalize_mac, uuid_key};
 
 /// The entry of `protected` that names `host`, as it was written, if any.
 ///
@@ -48,8 +48,10 @@ fn names(item: &str, host: &Host) -> bool {
     let by_ip = ip.is_some_and(|ip| addresses().any(|a| a == ip));
     let by_range = parse_range(item).is_some_and(|range| addresses().any(|a| range.contains(a)));
     let by_mac = normalize_mac(item).is_some_and(|mac| host.macs.contains(&mac));
-    let by_id =
-        item == host.agent_id || (!host.uuid.is_empty() && item.eq_ignore_ascii_case(&host.uuid));
+    // A UUID compares without dashes: the console lists it undashed, other
+    // tools print it dashed.
+    let uuid = uuid_key(&host.uuid);
+    let by_id = item == host.agent_id || (!uuid.is_empty() && uuid_key(item) == uuid);
     by_ip || by_range || by_mac || by_id || names_by_hostname(item, ip.is_some(), host)
 }
 
@@ -174,6 +176,25 @@ mod tests {
         ] {
             assert_eq!(naming(&[entry]), None, "{entry}");
         }
+    }
+
+    #[test]
+    fn a_uuid_protects_with_or_without_dashes() {
+        let mut host = dc();
+        host.uuid = "b7b2d39171be4ae1af90f93d7ed20f07".into();
+        for entry in [
+            "b7b2d39171be4ae1af90f93d7ed20f07",
+            "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07",
+            "SQL-01, b7b2d391-71be-4ae1-af90-f93d7ed20f07",
+        ] {
+            let list = vec![entry.to_owned()];
+            assert!(entry_naming(&host, &list).is_some(), "{entry}");
+        }
+        host.uuid = "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07".into();
+        let list = vec!["b7b2d39171be4ae1af90f93d7ed20f07".to_owned()];
+        assert!(entry_naming(&host, &list).is_some());
+        let list = vec!["b7b2d391-71be-4ae1-af90-f93d7ed20f08".to_owned()];
+        assert_eq!(entry_naming(&host, &list), None);
     }
 
     #[test]

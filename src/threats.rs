@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::api::{Client, Idempotency, encode_query_value};
+use crate::api::{Client, Idempotency, encode_cursor, encode_query_value};
 use crate::body;
 use crate::error::{Error, Result};
 use crate::time::{format_rfc3339_micros, parse_rfc3339_micros};
@@ -275,7 +275,7 @@ fn read_page<T: Transport>(
             encode_query_value(&format_rfc3339_micros(since))
         );
         if let Some(c) = cursor {
-            path.push_str(&format!("&cursor={}", encode_query_value(c)));
+            path.push_str(&format!("&cursor={}", encode_cursor(c)));
         }
         let cap = match client.send_sized(Method::Get, &path, None, Idempotency::Read)? {
             Ok(response) => {

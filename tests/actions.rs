@@ -55,6 +55,8 @@ async fn every_selector_kind_isolates_exactly_the_named_agent() {
     let selectors = [
         HostSelector::AgentId(agents::FINANCE_LAPTOP.into()),
         HostSelector::Uuid("B7B2D39171BE4AE1AF90F93D7ED20000".into()),
+        // Dashed, as tools other than the console print it.
+        HostSelector::Uuid("b7b2d391-71be-4ae1-af90-f93d7ed20000".into()),
         HostSelector::Hostname("fin-lt-0042".into()),
         HostSelector::Ip("10.0.0.1".into()),
         HostSelector::Ip("fe80::1".into()),
@@ -310,6 +312,7 @@ async fn protected_hosts_are_refused_from_options_or_connection() {
         "10.0.0.0/30",
         "00:15:5D:00:00:09",
         "SQL-01, dc-01",
+        "B7B2D391-71BE-4AE1-AF90-F93D7ED20008",
     ] {
         let options = ActionOptions {
             protected_hosts: vec![entry.into()],

@@ -93,7 +93,7 @@ pub struct SelectorArgs {
     /// SentinelOne agent id (exact).
     #[arg(long, value_name = "ID")]
     pub agent_id: Option<String>,
-    /// Agent UUID (exact).
+    /// Agent UUID (exact; with or without dashes).
     #[arg(long, value_name = "UUID")]
     pub uuid: Option<String>,
     /// Computer name (exact, case-insensitive).
@@ -140,7 +140,8 @@ pub struct ActionArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub selector: SelectorArgs,
-    /// A host that must never be isolated: hostname, agent id or IP (repeatable).
+    /// A host that must never be isolated: hostname, agent id, UUID, IP, CIDR range or MAC
+    /// (repeatable; one value may hold several, separated by commas).
     #[arg(long = "protect", value_name = "VALUE")]
     pub protect: Vec<String>,
     /// Wait up to SECS for the agent to confirm the new state.
