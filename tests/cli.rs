@@ -464,6 +464,66 @@ async fn threats_killed_at_random_points_deliver_each_version_once_to_the_output
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threats_follow_rides_out_a_console_outage_but_not_a_bad_token() {
+    let sim = Simulator::start().await.unwrap();
+    // Two polls in a row fail with a server error the connector does not
+    // retry itself; the third succeeds.
+    let outage = Fault::first(2, FaultKind::PlainTextError).on_path("/threats");
+    sim.add_token(CANARY, TokenProfile::admin("outage").fault(outage));
+    let dir = std::env::temp_dir().join(format!("threats-follow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("threats.ndjson");
+    let mut args = validate_args(&sim, "canary", &["--page-size", "1000"]);
+    args[0] = "threats".into();
+    args.extend(["--follow", "--interval", "1s", "--output"].map(String::from));
+    args.push(out.display().to_string());
+    let child = Command::new(binary())
+        .args(&args)
+        .env("S1_API_TOKEN", CANARY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until every threat is written, then stop it as Ctrl-C would.
+    let expected = sim.threat_versions().len();
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .map(|c| c.lines().count())
+            .unwrap_or(0)
+    };
+    for _ in 0..200 {
+        if lines() >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert_eq!(lines(), expected, "{stderr}");
+    assert_eq!(
+        stderr.matches("retrying in 1 s").count(),
+        2,
+        "one retry per failed poll: {stderr}"
+    );
+    assert!(stderr.contains("Connector error (upstream)"), "{stderr}");
+    assert!(!stderr.contains(CANARY));
+
+    // A token the console rejects needs a person: --follow stops at once.
+    let bad = run(args, vec![("S1_API_TOKEN", "wrong-token".to_owned())]).await;
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("Connector error (unauthorized)"));
+    assert!(!text(&bad).contains("retrying"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The benchmark's figures are a JSON object with name, value, unit and
 /// target each; the quick run checks the shape, not the speed. It measures
 /// the `--component` it is given: here the connector with a 1000-byte custom

@@ -176,7 +176,7 @@ pub struct ThreatsArgs {
     /// Threats per page (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
-    /// Keep polling after catching up, until Ctrl-C.
+    /// Keep polling after catching up, until Ctrl-C; outages and rate limits are retried.
     #[arg(long)]
     pub follow: bool,
     /// Time between polls with --follow.

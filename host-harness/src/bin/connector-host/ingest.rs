@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use connector_host::{CallPolicy, Connection, FetchOptions, Runtime, Threat};
+use connector_host::{
+    CallError, CallPolicy, Connection, ConnectorError, FetchOptions, HostError, Runtime, Threat,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -134,6 +136,22 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
             .result;
         let page = match outcome {
             Ok(page) => page,
+            Err(e) if args.follow && is_transient(&e) => {
+                // A long-running pull outlives console outages and rate
+                // limits: say so, and try again from the same checkpoint.
+                let wait = retry_wait(&e, args.interval);
+                progress.suspend(|| {
+                    eprintln!("{}", output::error_text(&e));
+                    eprintln!(
+                        "The checkpoint was not advanced; retrying in {} s.",
+                        wait.as_secs()
+                    );
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
             Err(e) => {
                 progress.finish_and_clear();
                 eprintln!("{}", output::error_text(&e));
@@ -165,7 +183,10 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
         }
         delivered += page.threats.len() as u64;
         pages += 1;
-        progress.set_message(format!("{delivered} threat versions in {pages} pages"));
+        progress.set_message(format!(
+            "{delivered} threat versions in {}",
+            output::count(pages, "page")
+        ));
         if page.more {
             continue;
         }
@@ -173,7 +194,8 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
             break;
         }
         progress.set_message(format!(
-            "{delivered} threat versions in {pages} pages; caught up, waiting"
+            "{delivered} threat versions in {}; caught up, waiting",
+            output::count(pages, "page")
         ));
         tokio::select! {
             _ = tokio::time::sleep(args.interval) => {}
@@ -181,8 +203,36 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
         }
     }
     progress.finish_and_clear();
-    eprintln!("Delivered {delivered} threat versions in {pages} pages.");
+    eprintln!(
+        "Delivered {delivered} threat versions in {}.",
+        output::count(pages, "page")
+    );
     ExitCode::SUCCESS
+}
+
+/// Failures that may pass by themselves: the console unreachable, rate
+/// limiting, a server error, or a call that ran out of time. Everything else
+/// (a bad token, a missing permission, a refused destination, ...) needs a
+/// person, so retrying it would only hide it.
+fn is_transient(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Connector(
+            ConnectorError::Unreachable(_)
+                | ConnectorError::RateLimited(_)
+                | ConnectorError::Upstream(_)
+        ) | CallError::Host(HostError::Deadline(_))
+    )
+}
+
+/// The poll interval, or longer when the console asked for a longer pause.
+fn retry_wait(error: &CallError, interval: Duration) -> Duration {
+    match error {
+        CallError::Connector(ConnectorError::RateLimited(limit)) => limit
+            .retry_after_seconds
+            .map_or(interval, |s| interval.max(Duration::from_secs(s.into()))),
+        _ => interval,
+    }
 }
 
 fn prepare(args: &ThreatsArgs) -> Result<(Connection, CallPolicy, Saved, Sink), UsageError> {

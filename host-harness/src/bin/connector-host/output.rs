@@ -297,3 +297,12 @@ pub fn action_text(o: &ActionOutcome) -> String {
         host_line(&o.host)
     )
 }
+
+/// `1 page`, `3 pages`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
