@@ -90,8 +90,8 @@ pub fn validate<T: Transport>(client: &mut Client<'_, T>, now: i64) -> Result<Co
         ..ConnectionReport::default()
     };
     let token_expiry = token_details(client, &mut report)?;
-    let user_expiry = current_user(client, &mut report)?;
-    match token_expiry.or(user_expiry) {
+    let user = current_user(client, &mut report)?;
+    match token_expiry.or(user.expiry) {
         Some(expires) => note_expiry(&mut report, expires, now),
         None => report.warnings.push(
             "The console did not say when this API token expires; check it under Settings → \
@@ -103,17 +103,41 @@ pub fn validate<T: Transport>(client: &mut Client<'_, T>, now: i64) -> Result<Co
         let check = run_probe(client, probe, &mut report.warnings)?;
         report.permissions.push(check);
     }
+    let detail = if user.viewer_only {
+        report.warnings.push(VIEWER_WARNING.into());
+        "The token's only role is Viewer, SentinelOne's built-in read-only role, which does not \
+         have this permission."
+    } else {
+        "SentinelOne offers no read-only check for this permission; the first isolate or \
+         release verifies it, and a refusal names it."
+    };
     for (permission, needed_for) in ACTION_PERMISSIONS {
         report.permissions.push(PermissionCheck {
             permission: (*permission).into(),
             needed_for: (*needed_for).into(),
             state: PermissionState::Unknown,
-            detail: "SentinelOne offers no read-only check for this permission; the first \
-                     isolate or release verifies it, and a refusal names it."
-                .into(),
+            detail: detail.into(),
         });
     }
     Ok(report)
+}
+
+/// Said when every role of the token's user is the built-in Viewer: the
+/// connection tests fine, and the first isolation during an incident would
+/// be refused.
+const VIEWER_WARNING: &str = "The token's only role is Viewer, SentinelOne's built-in read-only \
+     role: Isolate Host and Release Host will be refused (they need \
+     Endpoints.disconnectFromNetwork and Endpoints.reconnectToNetwork), while finding hosts and \
+     ingesting threats work. To use the actions, give the token's user or service user a role \
+     that has both permissions.";
+
+/// What `GET /user` told about the token's user, beyond the report.
+#[derive(Default)]
+struct UserFacts {
+    /// The token's expiry, Unix seconds, when `/user` says.
+    expiry: Option<i64>,
+    /// Every role the user holds is the built-in `Viewer`.
+    viewer_only: bool,
 }
 
 /// `POST /users/api-token-details`: the token's expiry. A 401 ends the
@@ -144,7 +168,7 @@ fn token_details<T: Transport>(
 fn current_user<T: Transport>(
     client: &mut Client<'_, T>,
     report: &mut ConnectionReport,
-) -> Result<Option<i64>> {
+) -> Result<UserFacts> {
     const PATH: &str = "/user";
     let response = client.send(Method::Get, PATH, None, Idempotency::Read)?;
     if response.status == 403 {
@@ -153,7 +177,7 @@ fn current_user<T: Transport>(
              are not shown. The connector's actions do not need it."
                 .into(),
         );
-        return Ok(None);
+        return Ok(UserFacts::default());
     }
     if !response.is_success() {
         return Err(client.status_error(Method::Get, PATH, &response, Some("Users.view")));
@@ -162,17 +186,17 @@ fn current_user<T: Transport>(
     let data = value.get("data").unwrap_or(&Value::Null);
     report.user = text(data, "fullName").or_else(|| text(data, "email"));
     report.scope = text(data, "scope");
-    report.role = role_names(data);
-    Ok(expiry_at(
-        data,
-        &["apiToken", "expiresAt"],
-        &mut report.warnings,
-    ))
+    let roles = role_names(data);
+    report.role = (!roles.is_empty()).then(|| roles.join(", "));
+    Ok(UserFacts {
+        expiry: expiry_at(data, &["apiToken", "expiresAt"], &mut report.warnings),
+        viewer_only: !roles.is_empty() && roles.iter().all(|r| r.eq_ignore_ascii_case("viewer")),
+    })
 }
 
 /// Role names from `scopeRoles[].roleName`, falling back to the deprecated
-/// `lowestRole`.
-fn role_names(user: &Value) -> Option<String> {
+/// `lowestRole`; each name once.
+fn role_names(user: &Value) -> Vec<String> {
     let mut names: Vec<String> = user
         .get("scopeRoles")
         .and_then(Value::as_array)
@@ -180,11 +204,16 @@ fn role_names(user: &Value) -> Option<String> {
         .flatten()
         .filter_map(|r| text(r, "roleName"))
         .collect();
-    names.dedup();
+    let mut seen: Vec<String> = Vec::new();
+    names.retain(|n| {
+        let fresh = !seen.iter().any(|s| s.eq_ignore_ascii_case(n));
+        seen.push(n.clone());
+        fresh
+    });
     if names.is_empty() {
-        return text(user, "lowestRole");
+        names.extend(text(user, "lowestRole"));
     }
-    Some(names.join(", "))
+    names
 }
 
 fn text(value: &Value, key: &str) -> Option<String> {
@@ -355,6 +384,40 @@ mod tests {
         );
         assert!(r.permissions[2].detail.contains("no read-only check"));
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_viewer_only_token_is_warned_that_the_actions_will_be_refused() {
+        let viewer = r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
+            {"roleName":"viewer"}]}}"#;
+        let mut t = Scripted::default()
+            .reply(200, &details(90))
+            .reply(200, viewer)
+            .reply(200, "{}")
+            .reply(200, "{}");
+        let r = run(&mut t).unwrap();
+        assert_eq!(r.warnings, [VIEWER_WARNING]);
+        assert!(r.permissions[2].detail.contains("only role is Viewer"));
+        assert!(r.permissions[3].detail.contains("only role is Viewer"));
+        assert!(r.permissions[0].detail.contains("succeeded"));
+        // Viewer on one site and more elsewhere: no warning.
+        let mixed = r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
+            {"roleName":"IR Team"}]}}"#;
+        let mut t = Scripted::default()
+            .reply(200, &details(90))
+            .reply(200, mixed)
+            .reply(200, "{}")
+            .reply(200, "{}");
+        let r = run(&mut t).unwrap();
+        assert_eq!(r.role.as_deref(), Some("Viewer, IR Team"));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        // The deprecated field alone counts too.
+        let mut t = Scripted::default()
+            .reply(200, &details(90))
+            .reply(200, r#"{"data":{"scope":"site","lowestRole":"Viewer"}}"#)
+            .reply(200, "{}")
+            .reply(200, "{}");
+        assert_eq!(run(&mut t).unwrap().warnings, [VIEWER_WARNING]);
     }
 
     #[test]

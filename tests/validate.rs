@@ -127,6 +127,30 @@ async fn viewer_token_validates() {
     // Reads are granted; the action permissions can only be proven by acting.
     let read: Vec<_> = report.permissions[..2].iter().map(|p| p.state).collect();
     assert_eq!(read, [PermissionState::Granted, PermissionState::Granted]);
+    // ...but the built-in Viewer role cannot, and the admin is told now,
+    // not during an incident.
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("Isolate Host and Release Host will be refused"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.permissions[2].detail.contains("only role is Viewer"));
+    // The warning is right: the console refuses the isolation.
+    let outcome = runtime()
+        .isolate_host(
+            &connection(CONSOLE, tokens::VIEWER),
+            &connector_host::HostSelector::AgentId(
+                connector_host::simulator::agents::FINANCE_LAPTOP.into(),
+            ),
+            &connector_host::ActionOptions {
+                protected_hosts: vec![],
+                wait_seconds: 0,
+            },
+            &policy(&sim),
+        )
+        .await;
+    assert_eq!(connector_error(outcome).kind(), "forbidden");
 }
 
 #[tokio::test]
