@@ -174,12 +174,28 @@ pub fn fetch<T: Transport>(
             }
         }
     };
-    let (since, cursor) = match &state.cursor {
+    let (mut since, mut cursor) = match &state.cursor {
         Some((cursor, since)) => (*since, Some(cursor.clone())),
         None => (state.watermark, None),
     };
     let mut warnings = Vec::new();
-    let (path, response) = read_page(client, since, cursor.as_deref(), page_size, &mut warnings)?;
+    let (mut path, mut response) =
+        read_page(client, since, cursor.as_deref(), page_size, &mut warnings)?;
+    if response.status == 400 && cursor.is_some() {
+        // A saved cursor can expire while the platform is paused. Everything
+        // older than the watermark was delivered (pages come oldest first)
+        // and the versions at it are in `seen`, so the query from the
+        // watermark loses and repeats nothing. Retrying the cursor would
+        // fail on every poll, for good.
+        warnings.push(format!(
+            "The console refused the saved page cursor (HTTP 400: {}), so the pull restarted \
+             from the newest update already delivered ({}). No threat is lost or delivered twice.",
+            body::summarize(&response.body),
+            format_rfc3339_micros(state.watermark)
+        ));
+        (since, cursor) = (state.watermark, None);
+        (path, response) = read_page(client, since, None, page_size, &mut warnings)?;
+    }
     if !response.is_success() {
         return Err(client.status_error(Method::Get, &path, &response, Some("Threats.view")));
     }
@@ -630,6 +646,44 @@ mod tests {
         let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
         assert_eq!(p2.threats[0].id, "2");
         assert!(t.sent[2].path_and_query.ends_with("&cursor=c1"));
+    }
+
+    #[test]
+    fn an_expired_cursor_restarts_from_the_watermark_losing_and_repeating_nothing() {
+        let a = threat("1", "2026-05-28T10:00:00.000001Z");
+        let b = threat("2", "2026-05-28T10:00:00.000002Z");
+        let c = threat("3", "2026-05-28T10:00:00.000002Z");
+        let d = threat("4", "2026-05-28T10:00:00.000003Z");
+        let refused = r#"{"errors":[{"code":4000010,"title":"Validation Error","detail":"cursor: Invalid cursor."}]}"#;
+        let mut t = Scripted::default()
+            .reply(200, &page(&[a, b.clone()], Some("c1")))
+            .reply(400, refused)
+            .reply(200, &page(&[b, c, d], None));
+        let p1 = fetch_with(&mut t, None).unwrap();
+        let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
+        assert!(t.sent[1].path_and_query.ends_with("&cursor=c1"));
+        // The same call asks again from the newest update delivered,
+        // without the cursor.
+        assert_eq!(
+            t.sent[2].path_and_query,
+            "/web/api/v2.1/threats?updatedAt__gte=2026-05-28T10%3A00%3A00.000002Z&sortBy=updatedAt&sortOrder=asc&limit=2"
+        );
+        let ids: Vec<&str> = p2.threats.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["3", "4"], "2 was delivered already");
+        assert!(!p2.more);
+        assert_eq!(
+            p2.warnings,
+            [
+                "The console refused the saved page cursor (HTTP 400: Validation Error: cursor: \
+              Invalid cursor. (code 4000010)), so the pull restarted from the newest update \
+              already delivered (2026-05-28T10:00:00.000002Z). No threat is lost or delivered \
+              twice."
+            ]
+        );
+        // Without a cursor, a 400 is an error as before.
+        let mut t = Scripted::default().reply(400, refused);
+        assert_eq!(fetch_with(&mut t, None).unwrap_err().kind(), "upstream");
+        assert_eq!(t.sent.len(), 1);
     }
 
     #[test]

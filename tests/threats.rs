@@ -32,13 +32,23 @@ async fn pull_under(
     page_size: u32,
     max_failures: usize,
 ) -> (Vec<Version>, Vec<ThreatPage>, usize) {
+    pull_from(policy, token, page_size, max_failures, None).await
+}
+
+/// [`pull_under`], resuming from the checkpoint `start`.
+async fn pull_from(
+    policy: &CallPolicy,
+    token: &str,
+    page_size: u32,
+    max_failures: usize,
+    start: Option<String>,
+) -> (Vec<Version>, Vec<ThreatPage>, usize) {
     let options = FetchOptions {
         page_size,
         lookback_seconds: None,
     };
     let conn = connection(CONSOLE, token);
-    let (mut committed, mut delivered, mut pages, mut failures) =
-        (None::<String>, vec![], vec![], 0);
+    let (mut committed, mut delivered, mut pages, mut failures) = (start, vec![], vec![], 0);
     for _ in 0..500 {
         let outcome = runtime()
             .fetch_threats(&conn, committed.as_deref(), &options, policy)
@@ -117,6 +127,66 @@ async fn a_full_pull_delivers_each_threat_exactly_once() {
     // Caught up after the last full page: the next call delivered nothing.
     assert!(pages.last().unwrap().threats.is_empty());
     assert!(!pages[pages.len() - 2].threats.is_empty());
+}
+
+/// A saved cursor the console no longer accepts (it expired while the
+/// platform was paused) restarts the pull from the watermark: nothing is
+/// lost or repeated, and ingestion does not stay stuck on the same error.
+#[tokio::test]
+async fn an_expired_cursor_in_the_checkpoint_loses_and_repeats_nothing() {
+    let sim = Simulator::start().await.unwrap();
+    let options = FetchOptions {
+        page_size: 250,
+        lookback_seconds: None,
+    };
+    let conn = connection(CONSOLE, tokens::ADMIN);
+    let mut checkpoint = None::<String>;
+    let mut delivered: Vec<Version> = vec![];
+    for _ in 0..2 {
+        let page = runtime()
+            .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
+            .await
+            .result
+            .unwrap();
+        delivered.extend(
+            page.threats
+                .iter()
+                .map(|t| (t.id.clone(), t.updated_at.clone())),
+        );
+        assert!(page.more);
+        checkpoint = Some(page.checkpoint);
+    }
+    // The checkpoint is opaque to the platform, but this test knows its
+    // shape: replace the cursor with one the console does not know.
+    let text = checkpoint.unwrap();
+    let (prefix, json) = text.split_once(':').unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert!(state["cursor"][0].is_string(), "{state}");
+    state["cursor"][0] = "expired-cursor".into();
+    let stale = format!("{prefix}:{state}");
+    sim.clear_requests();
+    let (rest, pages, failures) =
+        pull_from(&policy(&sim), tokens::ADMIN, 250, 0, Some(stale)).await;
+    assert_eq!(failures, 0);
+    let warning = &pages[0].warnings[0];
+    assert!(
+        warning.starts_with("The console refused the saved page cursor (HTTP 400: Validation Error: cursor: Invalid cursor."),
+        "{warning}"
+    );
+    let queries: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter_map(|r| r.query.clone())
+        .collect();
+    assert!(
+        queries[0].ends_with("&cursor=expired-cursor"),
+        "{queries:?}"
+    );
+    assert!(!queries[1].contains("cursor="), "{queries:?}");
+    delivered.extend(rest);
+    assert_eq!(delivered.len(), THREAT_COUNT);
+    assert_no_duplicates(&delivered);
+    assert_all_current_versions(&sim, &delivered);
 }
 
 /// Pages of 1000 and 250 threats are over this policy's 128 KiB response limit:
