@@ -228,6 +228,7 @@ impl<'t, T: Transport> Client<'t, T> {
         let said = body::summarize(&response.body);
         let status = response.status;
         match status {
+            300..=399 => Error::Upstream(redirect_message(&what, status, response)),
             401 => Error::Unauthorized(format!(
                 "SentinelOne rejected the API token (HTTP 401: {said}): it is wrong, expired or \
                  revoked. {TOKEN_FIX}"
@@ -267,6 +268,22 @@ impl<'t, T: Transport> Client<'t, T> {
             )),
         }
     }
+}
+
+/// A redirect is never followed: the token would go wherever it points.
+/// A console that moved, or a name that is not the console (a login page,
+/// a proxy), answers this way, so the message shows where it pointed.
+fn redirect_message(what: &str, status: u16, response: &Response) -> String {
+    let target = match response.header("location") {
+        Some(location) => format!(" to {}", body::quote(location)),
+        None => String::new(),
+    };
+    format!(
+        "The console redirected {what} (HTTP {status}){target}. The connector does not follow \
+         redirects, so the API token is never sent anywhere else. Check the Management Hostname: \
+         it must be the console's own hostname, as shown in the browser's address bar when you \
+         are signed in."
+    )
 }
 
 /// Parses a successful response's JSON body.
@@ -572,6 +589,31 @@ mod tests {
             "YWdl%2BbnQ%2FaWQ%3D%3D"
         );
         assert_eq!(encode_cursor("100%"), "100%25");
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed_and_says_where_it_pointed() {
+        let mut t = Scripted::default().reply_with(Response {
+            status: 302,
+            headers: vec![(
+                "location".into(),
+                "https://login.example.com/sso?next=/web".into(),
+            )],
+            body: Vec::new(),
+        });
+        let err = client(&mut t)
+            .read_json::<serde_json::Value>(Method::Get, "/agents?limit=1", None, None)
+            .unwrap_err();
+        assert_eq!(err.kind(), "upstream");
+        assert_eq!(
+            err.message(),
+            "The console redirected GET /web/api/v2.1/agents (HTTP 302) to \
+             https://login.example.com/sso?next=/web. The connector does not follow redirects, \
+             so the API token is never sent anywhere else. Check the Management Hostname: it \
+             must be the console's own hostname, as shown in the browser's address bar when you \
+             are signed in."
+        );
+        assert_eq!(t.sent.len(), 1, "a redirect is not retried or followed");
     }
 
     #[test]

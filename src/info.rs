@@ -39,7 +39,8 @@ pub const NAME: &str = "SentinelOne";
 /// Catalogue description.
 pub const DESCRIPTION: &str = "Connects to a SentinelOne Singularity management console \
      (Management API v2.1) with an API token: validates the connection (token expiry and \
-     permissions) and isolates or releases exactly one endpoint at a time.";
+     permissions), isolates or releases exactly one endpoint at a time, and ingests threats \
+     exactly once per version.";
 
 /// The connection form, in display order.
 pub const FIELDS: &[FormField] = &[

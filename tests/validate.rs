@@ -462,6 +462,32 @@ async fn a_host_that_is_not_a_console_gives_not_found() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_never_followed_and_the_message_says_where_it_pointed() {
+    let sim = Simulator::start().await.unwrap();
+    // It points back at the simulator, so a followed redirect would show
+    // in the request log.
+    let location = format!("http://{}/web/api/v2.1/sso-login", sim.addr());
+    sim.add_token(
+        "redirected-token",
+        TokenProfile::admin("sso").fault(Fault::always(FaultKind::Redirect(location.clone()))),
+    );
+    let err = connector_error(validate(&sim, "redirected-token").await);
+    assert_eq!(err.kind(), "upstream");
+    assert!(
+        err.message().starts_with(&format!(
+            "The console redirected POST /web/api/v2.1/users/api-token-details (HTTP 302) to \
+             {location}. The connector does not follow redirects"
+        )),
+        "{err:?}"
+    );
+    assert!(err.message().contains("Check the Management Hostname"));
+    assert_eq!(
+        request_lines(&sim),
+        ["POST /web/api/v2.1/users/api-token-details"]
+    );
+}
+
+#[tokio::test]
 async fn describe_lists_the_form_and_actions() {
     let info = runtime().describe().await.unwrap();
     assert_eq!(info.id, "sentinelone");

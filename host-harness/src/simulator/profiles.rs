@@ -81,6 +81,8 @@ pub enum FaultKind {
     Forbidden,
     /// 404 with the plain-text body a host that is not a console sends.
     NotFound,
+    /// 302 to this location, as a login page or a moved console answers.
+    Redirect(String),
     /// The request is carried out, then answered with a plain-text 500
     /// (the server acted but the client cannot know).
     ErrorAfterApplying,

@@ -236,6 +236,13 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             None,
         ),
         FaultKind::NotFound => not_found(),
+        FaultKind::Redirect(location) => {
+            let mut r = text(StatusCode::FOUND, "Found");
+            if let Ok(value) = location.parse() {
+                r.headers_mut().insert("location", value);
+            }
+            r
+        }
         FaultKind::ErrorAfterApplying => unreachable!("handled by the caller"),
     }
 }
