@@ -177,11 +177,7 @@ impl Selector {
             // is case-sensitive too.
             Selector::Hostname(name) => format!(
                 "computerName__contains={}",
-                csv_of_distinct([
-                    name.clone(),
-                    name.to_ascii_uppercase(),
-                    name.to_ascii_lowercase()
-                ])
+                csv_of_distinct([name.clone(), name.to_uppercase(), name.to_lowercase()])
             ),
             Selector::Ip(ip) => format!(
                 "networkInterfaceInet__contains={}",
@@ -207,7 +203,7 @@ impl Selector {
         match self {
             Selector::AgentId(id) => host.agent_id == *id,
             Selector::Uuid(key) => uuid_key(&host.uuid) == *key,
-            Selector::Hostname(name) => host.hostname.eq_ignore_ascii_case(name),
+            Selector::Hostname(name) => same_name(&host.hostname, name),
             Selector::Ip(ip) => host
                 .ip_addresses
                 .iter()
@@ -248,6 +244,13 @@ impl Selector {
             Selector::Mac(v) => format!("MAC address {v}"),
         }
     }
+}
+
+/// Whether two computer names are the same, ignoring case in any script:
+/// `büro-pc` is `BÜRO-PC`, as `reception-pc` is `RECEPTION-PC`.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || ((!a.is_ascii() || !b.is_ascii()) && a.to_lowercase() == b.to_lowercase())
 }
 
 /// A UUID as compared: lower case, dashes removed, so that
@@ -585,6 +588,10 @@ mod tests {
             "computerName__contains=FIN-LT-0042%2Cfin-lt-0042"
         );
         assert_eq!(q("hostname", "42"), "computerName__contains=42");
+        assert_eq!(
+            q("hostname", "Büro-PC"),
+            "computerName__contains=B%C3%BCro-PC%2CB%C3%9CRO-PC%2Cb%C3%BCro-pc"
+        );
         // An escape typed into a name is sent as typed, never decoded into
         // a second item of the list.
         assert_eq!(
@@ -628,6 +635,18 @@ mod tests {
         assert!(Selector::parse("ip", "fe80::1").unwrap().matches(&exact));
         assert!(Selector::parse("hostname", "PC-2").unwrap().matches(&exact));
         assert!(!Selector::parse("hostname", "PC").unwrap().matches(&exact));
+        let mut umlaut = exact.clone();
+        umlaut.hostname = "BÜRO-PC".into();
+        assert!(
+            Selector::parse("hostname", "büro-pc")
+                .unwrap()
+                .matches(&umlaut)
+        );
+        assert!(
+            !Selector::parse("hostname", "buro-pc")
+                .unwrap()
+                .matches(&umlaut)
+        );
         let mut dashed = exact.clone();
         dashed.uuid = "B7B2D391-71BE-4AE1-AF90-F93D7ED20F07".into();
         for typed in [

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::hosts::{Host, normalize_mac, uuid_key};
+use crate::hosts::{Host, normalize_mac, same_name, uuid_key};
 
 /// The entry of `protected` that names `host`, as it was written, if any.
 ///
@@ -62,8 +62,7 @@ fn names_by_hostname(item: &str, is_ip: bool, host: &Host) -> bool {
         return false;
     }
     let first_label = item.split('.').next().unwrap_or(item);
-    host.hostname.eq_ignore_ascii_case(item)
-        || (!is_ip && host.hostname.eq_ignore_ascii_case(first_label))
+    same_name(&host.hostname, item) || (!is_ip && same_name(&host.hostname, first_label))
 }
 
 /// An address range: the network's address and its prefix length.
@@ -203,5 +202,17 @@ mod tests {
         host.hostname = "Front Desk".into();
         let list = vec!["front desk".to_owned()];
         assert_eq!(entry_naming(&host, &list).as_deref(), Some("front desk"));
+    }
+
+    #[test]
+    fn names_compare_without_case_in_any_script() {
+        let mut host = dc();
+        host.hostname = "BÜRO-DC".into();
+        for entry in ["büro-dc", "Büro-DC.corp.example"] {
+            let list = vec![entry.to_owned()];
+            assert!(entry_naming(&host, &list).is_some(), "{entry}");
+        }
+        let list = vec!["buro-dc".to_owned()];
+        assert_eq!(entry_naming(&host, &list), None);
     }
 }
