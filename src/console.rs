@@ -1,8 +1,10 @@
 //! Normalising the "Management Hostname" a user typed into one console URL.
 //!
-//! The rules are strict because the token goes wherever this points: anything
+//! The rules are strict because the token goes wherever this points: a host
 //! that is not plainly a DNS name reachable over HTTPS on the default port is
-//! refused before a request is made.
+//! refused before a request is made. What follows the host in an address
+//! pasted from the browser (a path, query or fragment) never changes where
+//! the token goes, so it is dropped rather than refused.
 
 use std::fmt;
 
@@ -37,6 +39,7 @@ impl Console {
         let lower = trimmed.to_ascii_lowercase();
         let rest = strip_scheme(&lower, trimmed)?;
         let host = split_authority(rest, trimmed)?;
+        check_ascii(host, trimmed)?;
         let host = host.strip_suffix('.').unwrap_or(host);
         check_not_ip(host, trimmed)?;
         check_dns_name(host, trimmed)?;
@@ -110,25 +113,36 @@ fn check_characters(input: &str) -> Result<()> {
             echo(input)
         )));
     }
-    if !input.is_ascii() {
+    // URL parsers disagree on a backslash (a path separator to browsers),
+    // so no input holding one is guessed at.
+    if input.contains('\\') {
         return Err(invalid(format!(
-            "The Management Hostname \"{}\" contains non-ASCII characters; SentinelOne console \
-             names are plain ASCII, and look-alike letters are refused on purpose. {EXPECTED}",
-            echo(input)
-        )));
-    }
-    if input.contains('\\') || input.contains('%') {
-        return Err(invalid(format!(
-            "The Management Hostname \"{}\" contains '\\' or '%', which no hostname has. {EXPECTED}",
+            "The Management Hostname \"{}\" contains '\\', which no hostname or browser \
+             address has. {EXPECTED}",
             echo(input)
         )));
     }
     Ok(())
 }
 
-/// Removes `https://`; refuses every other scheme.
+fn check_ascii(host: &str, original: &str) -> Result<()> {
+    if host.is_ascii() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "The Management Hostname \"{}\" contains non-ASCII characters; SentinelOne console \
+         names are plain ASCII, and look-alike letters are refused on purpose. {EXPECTED}",
+        echo(original)
+    )))
+}
+
+/// Removes `https://`; refuses every other scheme. A `://` after the
+/// host (`u1.sentinelone.net/x?next=http://...`) is not a scheme.
 fn strip_scheme<'a>(lower: &'a str, original: &str) -> Result<&'a str> {
-    match lower.split_once("://") {
+    let scheme = lower
+        .split_once("://")
+        .filter(|(scheme, _)| !scheme.contains(['/', '?', '#']));
+    match scheme {
         Some(("https", rest)) => Ok(rest),
         Some((scheme, _)) => Err(invalid(format!(
             "The Management Hostname \"{}\" uses the scheme \"{}\"; the console API is only \
@@ -140,10 +154,12 @@ fn strip_scheme<'a>(lower: &'a str, original: &str) -> Result<&'a str> {
     }
 }
 
-/// Returns the host part, refusing userinfo, ports, paths, queries and fragments.
+/// Returns the host part, refusing userinfo and ports. The path, query and
+/// fragment of a pasted address are dropped: the host is what the token
+/// goes to, and requests are built from it alone.
 fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
+    let authority = &rest[..end];
     if authority.contains('@') {
         return Err(invalid(format!(
             "The Management Hostname \"{}\" contains '@' (a user name in a URL), which is not \
@@ -164,22 +180,7 @@ fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
             echo(original)
         )));
     }
-    match tail {
-        "" | "/" => Ok(authority),
-        t if t.starts_with('?') || t.contains('?') => Err(invalid(format!(
-            "The Management Hostname \"{}\" contains a query ('?'). {EXPECTED}",
-            echo(original)
-        ))),
-        t if t.starts_with('#') || t.contains('#') => Err(invalid(format!(
-            "The Management Hostname \"{}\" contains a fragment ('#'). {EXPECTED}",
-            echo(original)
-        ))),
-        _ => Err(invalid(format!(
-            "The Management Hostname \"{}\" contains a path; enter only the hostname, without \
-             /web/api or any other path. {EXPECTED}",
-            echo(original)
-        ))),
-    }
+    Ok(authority)
 }
 
 /// Refuses IP literals in every notation a URL parser accepts (`127.1`,
@@ -307,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn an_address_pasted_from_the_browser_keeps_only_its_host() {
+        for input in [
+            "https://u1234-s123.sentinelone.net/dashboard",
+            "https://u1234-s123.sentinelone.net/#/incidents/threats?filter=%7B%22a%22%7D",
+            "https://u1234-s123.sentinelone.net/web/api/v2.1",
+            "u1234-s123.sentinelone.net/login?next=https://u1234-s123.sentinelone.net/",
+            "u1234-s123.sentinelone.net?x=1",
+            "u1234-s123.sentinelone.net#frag",
+            "u1234-s123.sentinelone.net/path@evil.com",
+            "u1234-s123.sentinelone.net//evil.com",
+            "https://u1234-s123.sentinelone.net/ünïcode-page",
+        ] {
+            assert_eq!(host(input), "u1234-s123.sentinelone.net", "{input:?}");
+        }
+        // The host is what counts, wherever a console's name appears after
+        // it; the egress policy then decides about evil.com.
+        assert_eq!(host("evil.com/u1234-s123.sentinelone.net"), "evil.com");
+    }
+
+    #[test]
     fn other_domains_are_kept_as_typed() {
         assert_eq!(host("usea1-gov.s1gov.net"), "usea1-gov.s1gov.net");
         assert_eq!(host("https://edr.example.com/"), "edr.example.com");
@@ -349,14 +370,13 @@ mod tests {
         "u1234-s123.sentinelone.net:8443",
         "https://u1234-s123.sentinelone.net:80/",
         "u1234-s123:443",
-        // paths, queries, fragments
-        "u1234-s123.sentinelone.net/web/api/v2.1",
-        "https://u1234-s123.sentinelone.net/login",
-        "u1234-s123.sentinelone.net//evil.com",
-        "u1234-s123.sentinelone.net?x=1",
-        "u1234-s123.sentinelone.net/?x=1",
-        "u1234-s123.sentinelone.net#frag",
+        // backslashes, which browsers read as '/', and other parsers not
         "u1234-s123.sentinelone.net\\evil.com",
+        "https://evil.com\\@u1234-s123.sentinelone.net",
+        "https://u1234-s123.sentinelone.net/a\\b",
+        // a console name behind a path or query does not hide the host
+        "localhost?u1234-s123.sentinelone.net",
+        "127.0.0.1/u1234-s123.sentinelone.net",
         // IP literals in every notation
         "127.0.0.1",
         "https://127.0.0.1/",
@@ -447,7 +467,7 @@ mod tests {
         let msg = |i: &str| Console::parse(i).unwrap_err().message().to_owned();
         assert!(msg("http://x.sentinelone.net").contains("https://"));
         assert!(msg("x.sentinelone.net:8443").contains("port"));
-        assert!(msg("x.sentinelone.net/web/api").contains("path"));
+        assert!(msg("x.sentinelone.net\\web").contains("'\\'"));
         assert!(msg("10.1.2.3").contains("IP address"));
         assert!(msg("console.sentinelone.net").contains("not a tenant console"));
         let huge = format!("{}/x", "a".repeat(10_000));

@@ -48,8 +48,9 @@ pub const FIELDS: &[FormField] = &[
         name: "management-host",
         label: "Management Hostname",
         help: "Your console's hostname. For https://u1234-s123.sentinelone.net enter \
-               u1234-s123 (the part before .sentinelone.net) or the full hostname. Consoles on \
-               other domains: enter the full hostname.",
+               u1234-s123 (the part before .sentinelone.net) or the full hostname, or paste the \
+               console's address from the browser. Consoles on other domains: enter the full \
+               hostname.",
         example: "u1234-s123",
         secret: false,
         required: true,

@@ -175,6 +175,19 @@ async fn expired_and_unknown_tokens_are_unauthorized_with_the_fix() {
 }
 
 #[tokio::test]
+async fn an_address_pasted_from_the_browser_works_the_first_time() {
+    let sim = Simulator::start().await.unwrap();
+    let pasted = "https://tenant.sentinelone.net/#/incidents/threats?filter=%7B%7D";
+    let report = runtime()
+        .validate_connection(&connection(pasted, tokens::ADMIN), &policy(&sim))
+        .await
+        .result
+        .unwrap();
+    assert_eq!(report.console_url, "https://tenant.sentinelone.net");
+    assert_eq!(request_lines(&sim), VALIDATE_SEQUENCE);
+}
+
+#[tokio::test]
 async fn invalid_config_sends_nothing() {
     let sim = Simulator::start().await.unwrap();
     let cases = [
