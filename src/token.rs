@@ -27,7 +27,8 @@ pub struct ApiToken(String);
 
 impl ApiToken {
     /// Trims surrounding whitespace and rejects empty tokens and tokens with
-    /// inner whitespace, control or non-ASCII characters.
+    /// an auth-scheme prefix, quotation marks, inner whitespace, control or
+    /// non-ASCII characters.
     pub fn parse(input: &str) -> Result<ApiToken> {
         let token = input.trim();
         if token.is_empty() {
@@ -46,6 +47,16 @@ impl ApiToken {
                 "The API token contains spaces or line breaks, so it was pasted incompletely \
                  or with extra text. {HOW_TO_GET_ONE}"
             )));
+        }
+        if token.contains(['"', '\'', '`', '\u{201c}', '\u{201d}']) {
+            // Copied from JSON, a script or a chat message. The console
+            // would answer 401, and "wrong, expired or revoked" would send
+            // the admin off to generate a token that is not the problem.
+            return Err(Error::InvalidConfig(
+                "The API token contains quotation marks, which no SentinelOne token has. Paste \
+                 only the token itself, without the quotes around it."
+                    .into(),
+            ));
         }
         if token.chars().any(|c| c.is_control() || !c.is_ascii()) {
             return Err(Error::InvalidConfig(format!(
@@ -127,6 +138,9 @@ mod tests {
             "short",
             "ApiToken secretvalue",
             "Bearer secretvalue",
+            "\"secretvalue\"",
+            "'secretvalue'",
+            "`secretvalue`",
         ];
         for case in cases {
             let err = ApiToken::parse(case).unwrap_err();
@@ -146,6 +160,22 @@ mod tests {
             err.message().contains("without the \"ApiToken\" prefix"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn quotes_around_a_pasted_token_are_named() {
+        for quoted in [
+            "\"eyJhbGciOi.abc\"",
+            "'eyJhbGciOi.abc'",
+            "\u{201c}eyJhbGciOi.abc\u{201d}",
+        ] {
+            let err = ApiToken::parse(quoted).unwrap_err();
+            assert_eq!(
+                err.message(),
+                "The API token contains quotation marks, which no SentinelOne token has. Paste \
+                 only the token itself, without the quotes around it."
+            );
+        }
     }
 
     #[test]
