@@ -539,3 +539,48 @@ async fn an_export_of_another_type_is_refused_before_it_runs() {
         report.result
     );
 }
+
+/// The connector's initial linear memory (`.cargo/config.toml`).
+const INITIAL_MEMORY: usize = 256 * 1024;
+
+/// A call that grows linear memory pays for it every time (the pool makes
+/// the pages accessible, then protects them again for the next call, which
+/// interrupts every thread of the process): about 16% of an isolate. The
+/// everyday calls, with the simulator's real-sized 4 KB agent records, must
+/// fit in the initial memory.
+#[tokio::test]
+async fn everyday_calls_never_grow_linear_memory() {
+    use connector_host::simulator::agents;
+    use connector_host::{ActionOptions, HostSelector};
+    let sim = Simulator::start().await.unwrap();
+    let conn = connection(CONSOLE, tokens::ADMIN);
+    let by_id = HostSelector::AgentId(agents::FINANCE_LAPTOP.into());
+    let by_name = HostSelector::Hostname("reception-pc".into());
+    let options = ActionOptions {
+        protected_hosts: vec!["DC-01, 10.0.0.2/32".into()],
+        wait_seconds: 0,
+    };
+    let rt = runtime();
+    let validate = rt.validate_connection(&conn, &policy(&sim)).await;
+    let get = rt.get_host(&conn, &by_id, &policy(&sim)).await;
+    let ambiguous = rt.get_host(&conn, &by_name, &policy(&sim)).await;
+    let isolate = rt
+        .isolate_host(&conn, &by_id, &options, &policy(&sim))
+        .await;
+    let release = rt
+        .release_host(&conn, &by_id, &options, &policy(&sim))
+        .await;
+    assert!(validate.result.is_ok() && get.result.is_ok());
+    assert!(isolate.result.is_ok(), "{:?}", isolate.result);
+    assert!(release.result.is_ok(), "{:?}", release.result);
+    assert!(ambiguous.result.is_err(), "two agents share the name");
+    for (call, memory) in [
+        ("validate", validate.memory_bytes),
+        ("get-host", get.memory_bytes),
+        ("ambiguous get-host", ambiguous.memory_bytes),
+        ("isolate", isolate.memory_bytes),
+        ("release", release.memory_bytes),
+    ] {
+        assert_eq!(memory, INITIAL_MEMORY, "{call} grew linear memory");
+    }
+}

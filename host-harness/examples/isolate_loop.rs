@@ -7,6 +7,8 @@
 //! cargo build -p connector-host --example isolate_loop
 //! ./target/debug/examples/isolate_loop wasm 2000                  # one thread
 //! ./target/debug/examples/isolate_loop native 2000 --multi-thread # 2 workers
+//! # Another build of the connector, e.g. to compare two guest builds:
+//! ./target/debug/examples/isolate_loop wasm 2000 --component old.wasm
 //! # Instructions per isolate: the difference of two runs, over 300 calls.
 //! valgrind --tool=callgrind --smc-check=all-non-file \
 //!     ./target/debug/examples/isolate_loop wasm 100   # then 400
@@ -25,7 +27,16 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let wasm = match args.first().map(String::as_str) {
         Some("wasm") => true,
         Some("native") => false,
-        _ => return Err("usage: isolate_loop wasm|native [CALLS] [--multi-thread]".into()),
+        _ => {
+            return Err(
+                "usage: isolate_loop wasm|native [CALLS] [--multi-thread] [--component FILE]"
+                    .into(),
+            );
+        }
+    };
+    let component = match args.iter().position(|a| a == "--component") {
+        Some(i) => std::fs::read(args.get(i + 1).ok_or("--component needs a FILE")?)?,
+        None => connector_host::COMPONENT.to_vec(),
     };
     let calls: u32 = args.get(1).map_or(Ok(2000), |n| n.parse())?;
     let runtime = if args.iter().any(|a| a == "--multi-thread") {
@@ -39,34 +50,44 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .build()?
     };
     // Spawned, so that on two workers the loop is a task like any caller's.
-    runtime.block_on(async { tokio::spawn(run(wasm, calls.max(1))).await? })
+    runtime.block_on(async { tokio::spawn(run(wasm, calls.max(1), component)).await? })
 }
 
-async fn run(wasm: bool, calls: u32) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn run(
+    wasm: bool,
+    calls: u32,
+    component: Vec<u8>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // One call at a time: one call slot keeps the pool's address-space
     // reservation small enough for valgrind.
     let config = RuntimeConfig::default().max_concurrent_calls(1);
     let sim = Simulator::start().await?;
     sim.set_logging(false);
     sim.add_agent(AGENT, "BENCH-0000");
-    let wasm_side = Wasm::new(connector_host::COMPONENT, sim.addr(), &config)?;
+    let wasm_side = Wasm::new(&component, sim.addr(), &config)?;
     let native = Native::new(sim.addr(), &config);
 
     let wakeups_before = executor_wakeups();
     let start = Instant::now();
+    let mut memory = 0;
     for _ in 0..calls {
         sim.set_network_status(AGENT, "connected");
         if wasm {
-            wasm_side.isolate("bench", AGENT).await?;
+            memory = memory.max(wasm_side.isolate("bench", AGENT).await?);
         } else {
             native.isolate("bench", AGENT).await?;
         }
     }
     println!(
-        "{}: {:?} and {:.2} executor wake-ups per isolate, over {calls} calls",
+        "{}: {:?} and {:.2} executor wake-ups per isolate, over {calls} calls{}",
         if wasm { "wasm" } else { "native" },
         start.elapsed() / calls,
         (executor_wakeups() - wakeups_before) as f64 / f64::from(calls),
+        if wasm {
+            format!("; linear memory reached {} KiB", memory / 1024)
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! on. Rounds alternate between the two, so machine noise hits both alike.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -117,6 +118,7 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
         native: Native::new(sim.addr(), &config),
         sim,
         agents,
+        isolate_memory: AtomicUsize::new(0),
     });
     let mut figures = Vec::new();
     for &level in options.levels {
@@ -126,6 +128,11 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
     let fixed = bench.call_without_request(options.calls.max(200)).await?;
     figures.extend(breakdown(fixed, &figures));
     figures.extend(bench.memory(component, max_level.min(256)).await?);
+    figures.push(Figure::new(
+        "isolate_linear_memory",
+        bench.isolate_memory.load(Ordering::Relaxed) as f64 / 1024.0,
+        "KiB",
+    ));
     figures.push(Figure::new("component_size", component.len() as f64, "bytes").at_most(200_000.0));
     Ok(figures)
 }
@@ -135,6 +142,11 @@ struct Bench {
     native: Native,
     sim: Simulator,
     agents: Vec<String>,
+    /// The most linear memory any benchmarked isolate reached. An isolate
+    /// that grows its memory pays for it in every call: the pool makes the
+    /// new pages accessible, and protects them again when the slot is
+    /// reused, which interrupts every thread of the process.
+    isolate_memory: AtomicUsize,
 }
 
 /// Latencies and wall time of one round.
@@ -251,7 +263,8 @@ impl Bench {
                     bench.sim.set_network_status(agent, "connected");
                     let began = Instant::now();
                     if wasm {
-                        bench.wasm.isolate(&tenant, agent).await?;
+                        let memory = bench.wasm.isolate(&tenant, agent).await?;
+                        bench.isolate_memory.fetch_max(memory, Ordering::Relaxed);
                     } else {
                         bench.native.isolate(&tenant, agent).await?;
                     }
@@ -398,11 +411,12 @@ impl Wasm {
         })
     }
 
-    /// Isolates `agent` on `tenant`'s connections.
+    /// Isolates `agent` on `tenant`'s connections. Returns the linear
+    /// memory the instance reached, in bytes.
     ///
     /// # Errors
     /// [`HostError`] when the call fails or changes nothing.
-    pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+    pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<usize, HostError> {
         let connection = Connection::new("bench", tokens::ADMIN);
         let policy = self.policy.clone().tenant(tenant);
         let outcome = self
@@ -418,7 +432,7 @@ impl Wasm {
             )
             .await;
         match outcome.result {
-            Ok(o) if o.changed => Ok(()),
+            Ok(o) if o.changed => Ok(outcome.memory_bytes),
             other => Err(HostError::Config(format!(
                 "the benchmark's isolate failed: {other:?}"
             ))),
