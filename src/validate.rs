@@ -386,38 +386,36 @@ mod tests {
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 
-    #[test]
-    fn a_viewer_only_token_is_warned_that_the_actions_will_be_refused() {
-        let viewer = r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
-            {"roleName":"viewer"}]}}"#;
+    /// A validation whose `/user` answer is `user` and whose reads pass.
+    fn run_with_user(user: &str) -> ConnectionReport {
         let mut t = Scripted::default()
             .reply(200, &details(90))
-            .reply(200, viewer)
+            .reply(200, user)
             .reply(200, "{}")
             .reply(200, "{}");
-        let r = run(&mut t).unwrap();
+        run(&mut t).unwrap()
+    }
+
+    #[test]
+    fn a_viewer_only_token_is_warned_that_the_actions_will_be_refused() {
+        let r = run_with_user(
+            r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
+            {"roleName":"viewer"}]}}"#,
+        );
         assert_eq!(r.warnings, [VIEWER_WARNING]);
         assert!(r.permissions[2].detail.contains("only role is Viewer"));
         assert!(r.permissions[3].detail.contains("only role is Viewer"));
         assert!(r.permissions[0].detail.contains("succeeded"));
         // Viewer on one site and more elsewhere: no warning.
-        let mixed = r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
-            {"roleName":"IR Team"}]}}"#;
-        let mut t = Scripted::default()
-            .reply(200, &details(90))
-            .reply(200, mixed)
-            .reply(200, "{}")
-            .reply(200, "{}");
-        let r = run(&mut t).unwrap();
+        let r = run_with_user(
+            r#"{"data":{"scope":"site","scopeRoles":[{"roleName":"Viewer"},
+            {"roleName":"IR Team"}]}}"#,
+        );
         assert_eq!(r.role.as_deref(), Some("Viewer, IR Team"));
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         // The deprecated field alone counts too.
-        let mut t = Scripted::default()
-            .reply(200, &details(90))
-            .reply(200, r#"{"data":{"scope":"site","lowestRole":"Viewer"}}"#)
-            .reply(200, "{}")
-            .reply(200, "{}");
-        assert_eq!(run(&mut t).unwrap().warnings, [VIEWER_WARNING]);
+        let r = run_with_user(r#"{"data":{"scope":"site","lowestRole":"Viewer"}}"#);
+        assert_eq!(r.warnings, [VIEWER_WARNING]);
     }
 
     #[test]
