@@ -168,7 +168,10 @@ pub fn fetch<T: Transport>(
             let lookback = i64::try_from(lookback.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
             Checkpoint {
                 console,
-                watermark: now_micros.saturating_sub(lookback),
+                // "As far back as possible" is a fair reading of a huge
+                // look-back; a date before 1970 would be refused by the
+                // console (HTTP 400) on every poll.
+                watermark: now_micros.saturating_sub(lookback).max(0),
                 seen: vec![],
                 cursor: None,
             }
@@ -412,6 +415,26 @@ mod tests {
             "/web/api/v2.1/threats?updatedAt__gte=2026-05-27T20%3A26%3A40.000000Z&sortBy=updatedAt&sortOrder=asc&limit=2"
         );
         assert!(!p.more && p.threats.is_empty());
+    }
+
+    #[test]
+    fn a_look_back_past_1970_starts_at_1970() {
+        for lookback in [NOW as u64 / 1_000_000 + 1, 100_000 * 86_400, u64::MAX] {
+            let mut t = Scripted::default().reply(200, &page(&[], None));
+            let mut client = t.client("u1", "tok-12345");
+            let options = FetchOptions {
+                page_size: 2,
+                lookback_secs: Some(lookback),
+            };
+            fetch(&mut client, None, options, NOW).unwrap();
+            assert!(
+                t.sent[0]
+                    .path_and_query
+                    .contains("updatedAt__gte=1970-01-01T00%3A00%3A00.000000Z&"),
+                "{lookback}: {}",
+                t.sent[0].path_and_query
+            );
+        }
     }
 
     #[test]
