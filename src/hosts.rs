@@ -215,10 +215,16 @@ impl Selector {
     }
 
     /// A sentence to add when nothing matched and the value looks like a
-    /// common slip: an IP or a fully qualified name given as a hostname.
+    /// common slip: an IP or a fully qualified name given as a hostname, or
+    /// a public address (from a firewall log) given as an IP.
     /// The bare name is not searched for automatically: in a console that
     /// serves several domains or customers it may be another machine.
     fn not_found_hint(&self) -> String {
+        if let Selector::Ip(_) = self {
+            return " Only the endpoint's own network interface addresses are searched, not a \
+                    public (NAT) address a firewall or proxy log may show for it."
+                .to_owned();
+        }
         let Selector::Hostname(name) = self else {
             return String::new();
         };
@@ -750,6 +756,16 @@ mod tests {
                 .ends_with("This is an IP address: look it up as an IP address instead.")
         );
         assert!(message("FIN-LT-0042").ends_with("in the console's Sentinels list."));
+        let mut t = Scripted::default().reply(200, empty);
+        let selector = Selector::parse("ip", "203.0.113.7").unwrap();
+        let err = resolve(&mut t.client("u1-s1", "tok-1234"), &selector).unwrap_err();
+        assert!(
+            err.message().ends_with(
+                "Only the endpoint's own network interface addresses are searched, not a \
+                 public (NAT) address a firewall or proxy log may show for it."
+            ),
+            "{err}"
+        );
         assert!(message(".hidden").ends_with("in the console's Sentinels list."));
     }
 
