@@ -95,7 +95,7 @@ async fn the_memory_limit_named_is_the_one_in_force() {
 
 #[tokio::test]
 async fn a_memory_cap_below_what_the_component_starts_with_is_a_memory_limit() {
-    // The connector starts with 128 KiB of linear memory.
+    // The connector starts with 256 KiB of linear memory.
     let policy = CallPolicy::default().max_memory_bytes(64 * 1024);
     let outcome = runtime()
         .validate_connection(&connection(CONSOLE, tokens::ADMIN), &policy)

@@ -327,7 +327,7 @@ impl RuntimeConfig {
 
     /// Sets the size of each pool slot's linear memory, the most any one
     /// instance may have whatever its policy says. Below what a component
-    /// starts with (128 KiB for this connector), loading it fails.
+    /// starts with (256 KiB for this connector), loading it fails.
     pub fn max_memory_per_instance(mut self, bytes: usize) -> Self {
         self.max_memory_per_instance = bytes;
         self
