@@ -197,19 +197,18 @@ fn current_user<T: Transport>(
 /// Role names from `scopeRoles[].roleName`, falling back to the deprecated
 /// `lowestRole`; each name once.
 fn role_names(user: &Value) -> Vec<String> {
-    let mut names: Vec<String> = user
+    let listed = user
         .get("scopeRoles")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|r| text(r, "roleName"))
-        .collect();
-    let mut seen: Vec<String> = Vec::new();
-    names.retain(|n| {
-        let fresh = !seen.iter().any(|s| s.eq_ignore_ascii_case(n));
-        seen.push(n.clone());
-        fresh
-    });
+        .filter_map(|r| text(r, "roleName"));
+    let mut names: Vec<String> = Vec::new();
+    for name in listed {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            names.push(name);
+        }
+    }
     if names.is_empty() {
         names.extend(text(user, "lowestRole"));
     }
