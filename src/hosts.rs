@@ -102,6 +102,13 @@ pub struct Host {
     pub decommissioned: bool,
 }
 
+impl Host {
+    /// The interface addresses that parse as IP addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ip_addresses.iter().filter_map(|a| a.parse().ok())
+    }
+}
+
 impl Selector {
     /// Validates a selector value of the given kind (`agent-id`, `uuid`,
     /// `hostname`, `ip`, `mac`). Bad values are `invalid-config`.
@@ -206,10 +213,7 @@ impl Selector {
             Selector::AgentId(id) => host.agent_id == *id,
             Selector::Uuid(key) => uuid_key(&host.uuid) == *key,
             Selector::Hostname(name) => same_name(&host.hostname, name),
-            Selector::Ip(ip) => host
-                .ip_addresses
-                .iter()
-                .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a == *ip)),
+            Selector::Ip(ip) => host.addresses().any(|a| a == *ip),
             Selector::Mac(mac) => host.macs.iter().any(|m| m == mac),
         }
     }

@@ -39,14 +39,10 @@ fn items(entry: &str) -> impl Iterator<Item = &str> {
 
 /// Whether one item names `host`, in any of the ways it could.
 fn names(item: &str, host: &Host) -> bool {
-    let addresses = || {
-        host.ip_addresses
-            .iter()
-            .filter_map(|a| a.parse::<IpAddr>().ok())
-    };
     let ip = item.parse::<IpAddr>().ok();
-    let by_ip = ip.is_some_and(|ip| addresses().any(|a| a == ip));
-    let by_range = parse_range(item).is_some_and(|range| addresses().any(|a| range.contains(a)));
+    let by_ip = ip.is_some_and(|ip| host.addresses().any(|a| a == ip));
+    let by_range =
+        parse_range(item).is_some_and(|range| host.addresses().any(|a| range.contains(a)));
     let by_mac = normalize_mac(item).is_some_and(|mac| host.macs.contains(&mac));
     // A UUID compares without dashes: the console lists it undashed, other
     // tools print it dashed.
