@@ -79,6 +79,37 @@ async fn pull_from(
     panic!("the pull did not catch up");
 }
 
+/// The first `n` pages of a pull from scratch, each leaving more to
+/// fetch: the checkpoint after them and the versions they delivered.
+async fn first_pages(
+    sim: &Simulator,
+    token: &str,
+    page_size: u32,
+    n: usize,
+) -> (String, Vec<Version>) {
+    let options = FetchOptions {
+        page_size,
+        lookback_seconds: None,
+    };
+    let conn = connection(CONSOLE, token);
+    let (mut checkpoint, mut delivered) = (None::<String>, vec![]);
+    for _ in 0..n {
+        let page = runtime()
+            .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(sim))
+            .await
+            .result
+            .unwrap();
+        delivered.extend(
+            page.threats
+                .iter()
+                .map(|t| (t.id.clone(), t.updated_at.clone())),
+        );
+        assert!(page.more);
+        checkpoint = Some(page.checkpoint);
+    }
+    (checkpoint.expect("at least one page"), delivered)
+}
+
 fn assert_no_duplicates(delivered: &[Version]) {
     let mut seen = HashSet::new();
     for v in delivered {
@@ -135,30 +166,9 @@ async fn a_full_pull_delivers_each_threat_exactly_once() {
 #[tokio::test]
 async fn an_expired_cursor_in_the_checkpoint_loses_and_repeats_nothing() {
     let sim = Simulator::start().await.unwrap();
-    let options = FetchOptions {
-        page_size: 250,
-        lookback_seconds: None,
-    };
-    let conn = connection(CONSOLE, tokens::ADMIN);
-    let mut checkpoint = None::<String>;
-    let mut delivered: Vec<Version> = vec![];
-    for _ in 0..2 {
-        let page = runtime()
-            .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
-            .await
-            .result
-            .unwrap();
-        delivered.extend(
-            page.threats
-                .iter()
-                .map(|t| (t.id.clone(), t.updated_at.clone())),
-        );
-        assert!(page.more);
-        checkpoint = Some(page.checkpoint);
-    }
+    let (text, mut delivered) = first_pages(&sim, tokens::ADMIN, 250, 2).await;
     // The checkpoint is opaque to the platform, but this test knows its
     // shape: replace the cursor with one the console does not know.
-    let text = checkpoint.unwrap();
     let (prefix, json) = text.split_once(':').unwrap();
     let mut state: serde_json::Value = serde_json::from_str(json).unwrap();
     assert!(state["cursor"][0].is_string(), "{state}");
@@ -305,16 +315,9 @@ async fn fault_after_page_n_surfaces_and_resume_continues() {
         page_size: 100,
         lookback_seconds: None,
     };
+    let (checkpoint, _) = first_pages(&sim, tokens::THREATS_FAIL_AFTER_3, 100, 3).await;
+    let checkpoint = Some(checkpoint);
     let conn = connection(CONSOLE, tokens::THREATS_FAIL_AFTER_3);
-    let mut checkpoint = None::<String>;
-    for _ in 0..3 {
-        let page = runtime()
-            .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
-            .await
-            .result
-            .unwrap();
-        checkpoint = Some(page.checkpoint);
-    }
     let failed = runtime()
         .fetch_threats(&conn, checkpoint.as_deref(), &options, &policy(&sim))
         .await;
