@@ -1,7 +1,9 @@
 //! `isolate-host` and `release-host`: act on exactly one agent, never twice,
 //! and report the state the console shows afterwards.
 
-use std::time::{Duration, Instant};
+use alloc::{borrow::ToOwned, format, string::String};
+
+use core::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -257,19 +259,16 @@ fn poll<T: Transport>(
     direction: Direction,
     wait: Duration,
 ) -> Result<NetworkState> {
-    let started = Instant::now();
-    // Paused time counts even where the transport does not really sleep.
-    let mut waited = Duration::ZERO;
+    let started = client.now();
     let mut interval = FIRST_POLL_INTERVAL;
     loop {
         let state = hosts::read_by_id(client, id)?.network_state;
-        let left = wait.saturating_sub(waited.max(started.elapsed()));
+        let left = wait.saturating_sub(client.now().saturating_sub(started));
         if direction.settled(state) || left.is_zero() {
             return Ok(state);
         }
         let pause = interval.min(left);
         client.pause(pause);
-        waited += pause;
         interval = (interval * 2).min(MAX_POLL_INTERVAL);
     }
 }

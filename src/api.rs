@@ -1,7 +1,12 @@
 //! The SentinelOne Management API v2.1 client: requests, bounded retries, and
 //! the mapping from HTTP outcomes to [`Error`]s an admin can act on.
 
-use std::time::Instant;
+use alloc::{
+    borrow::ToOwned,
+    format,
+    string::{String, ToString},
+    vec,
+};
 
 use serde::de::DeserializeOwned;
 
@@ -61,8 +66,13 @@ impl<'t, T: Transport> Client<'t, T> {
     }
 
     /// Waits, through the transport (between state polls).
-    pub fn pause(&mut self, duration: std::time::Duration) {
+    pub fn pause(&mut self, duration: core::time::Duration) {
         self.transport.pause(duration);
+    }
+
+    /// The transport's monotonic clock.
+    pub fn now(&mut self) -> core::time::Duration {
+        self.transport.now()
     }
 
     /// The token, for the one endpoint that takes it in a body.
@@ -95,9 +105,9 @@ impl<'t, T: Transport> Client<'t, T> {
         path: &str,
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
-    ) -> Result<std::result::Result<Response, u64>> {
+    ) -> Result<core::result::Result<Response, u64>> {
         let request = self.request(method, path, body);
-        let started = Instant::now();
+        let started = self.transport.now();
         let mut attempt = 1;
         loop {
             let response = match self.transport.send(&request) {
@@ -116,7 +126,8 @@ impl<'t, T: Transport> Client<'t, T> {
             let delay = self
                 .retry
                 .delay(attempt, retry_after, self.transport.random());
-            let out_of_budget = started.elapsed() + delay > self.retry.budget;
+            let out_of_budget =
+                self.transport.now().saturating_sub(started) + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_budget {
                 return Ok(Ok(response));
             }
@@ -342,7 +353,7 @@ fn strip_query(path: &str) -> &str {
 mod tests {
     use super::*;
     use crate::transport::testing::Scripted;
-    use std::time::Duration;
+    use core::time::Duration;
 
     fn client(t: &mut Scripted) -> Client<'_, Scripted> {
         t.client("u1-s1", "tok-1234")

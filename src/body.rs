@@ -1,6 +1,13 @@
 //! Understanding what the console sent back: the `errors[]` envelope, and the
 //! HTML, plain-text and foreign JSON bodies that also occur.
 
+use alloc::{
+    borrow::ToOwned,
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
+
 use serde::Deserialize;
 use serde_json::Value;
 

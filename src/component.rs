@@ -1,9 +1,9 @@
 //! The component boundary: generated bindings, and conversions between the
 //! WIT types and the domain types. Nothing else in the crate sees `bindings`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use alloc::string::String;
 
-use std::time::Duration;
+use core::time::Duration;
 
 use crate::actions::{self, ActionOutcome, Direction};
 use crate::api::Client;
@@ -39,6 +39,13 @@ use bindings::exports::soar::connector::types as wit_types;
 struct Component;
 
 bindings::export!(Component with_types_in bindings);
+
+/// A panic is a bug in the connector: it traps, which ends only this call's
+/// instance, and the host reports a `trap` with the failing function.
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 impl wit::Guest for Component {
     fn describe() -> wit::ConnectorInfo {
@@ -213,9 +220,7 @@ fn with_client<R: Scrub>(
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(wasi::clocks::wall_clock::now().seconds).unwrap_or(i64::MAX)
 }
 
 fn connector_error(e: Error) -> wit_types::ConnectorError {

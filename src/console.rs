@@ -6,7 +6,9 @@
 //! pasted from the browser (a path, query or fragment) never changes where
 //! the token goes, so it is dropped rather than refused.
 
-use std::fmt;
+use alloc::{borrow::ToOwned, format, string::String};
+
+use core::fmt;
 
 use crate::error::{Error, Result};
 
@@ -98,7 +100,7 @@ fn echo(input: &str) -> String {
 }
 
 /// `https://user:pw@host` → `https://[redacted]@host`.
-fn redact_userinfo(input: &str) -> std::borrow::Cow<'_, str> {
+fn redact_userinfo(input: &str) -> alloc::borrow::Cow<'_, str> {
     let start = input.find("://").map_or(0, |i| i + 3);
     match input.rfind('@') {
         Some(at) if at >= start => format!("{}[redacted]{}", &input[..start], &input[at..]).into(),
@@ -199,7 +201,7 @@ fn check_not_ip(host: &str, original: &str) -> Result<()> {
         .or_else(|| last.strip_prefix("0X"))
         .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
     let number = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
-    if number || hex || host.parse::<std::net::IpAddr>().is_ok() {
+    if number || hex || host.parse::<core::net::IpAddr>().is_ok() {
         return Err(invalid(format!(
             "The Management Hostname \"{}\" is an IP address; the API token must only be sent to \
              the console's hostname. {EXPECTED}",

@@ -1,6 +1,8 @@
 //! The connector's error type, one variant per WIT `connector-error` case.
 
-use std::fmt;
+use alloc::{string::String, vec::Vec};
+
+use core::fmt;
 
 /// Why a connector call failed.
 ///
@@ -94,7 +96,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 /// Shorthand for results whose error is [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,7 +1,14 @@
 //! Finding exactly one agent: selector validation, the `/agents` query, and
 //! exact client-side matching on top of the API's substring filters.
 
-use std::net::IpAddr;
+use alloc::{
+    borrow::ToOwned,
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
+
+use core::net::IpAddr;
 
 use serde::Deserialize;
 
@@ -403,7 +410,7 @@ struct Pagination {
 }
 
 impl<'de> Deserialize<'de> for AgentPage {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
         // An agent list that is not an object is not an empty list.
         let raw: RawPage = lenient::object_only(d)?;
         let items = raw.data.unwrap_or_default();

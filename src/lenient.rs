@@ -8,8 +8,14 @@
 //! also skips every field the connector does not use without allocating for
 //! it: an agent record carries about a hundred.
 
-use std::fmt;
-use std::marker::PhantomData;
+use alloc::{
+    borrow::ToOwned,
+    string::{String, ToString},
+    vec::Vec,
+};
+
+use core::fmt;
+use core::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};

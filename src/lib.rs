@@ -19,9 +19,16 @@
 //!   echoed it into.
 //!
 //! Only the private `component` and `wasi_transport` modules, compiled for
-//! wasm32 alone, touch the generated bindings and `wasi:http`.
+//! wasm32 alone, touch the generated bindings and `wasi:http`; `heap` is
+//! the guest's allocator.
+//!
+//! For wasm32 the crate is `no_std` (with `alloc`), so the component
+//! imports nothing from WASI beyond what the connector calls.
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
 #![warn(missing_docs)]
+
+extern crate alloc;
 
 pub mod actions;
 pub mod api;
@@ -42,6 +49,8 @@ pub mod validate;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod heap;
 #[cfg(target_arch = "wasm32")]
 mod wasi_transport;
 

@@ -4,7 +4,9 @@
 //! costs the admin a retry with the entry removed; a protected domain
 //! controller taken off the network costs the whole company.
 
-use std::net::IpAddr;
+use alloc::{borrow::ToOwned, string::String};
+
+use core::net::IpAddr;
 
 use crate::hosts::{Host, normalize_mac, same_name, uuid_key};
 
@@ -32,7 +34,7 @@ fn items(entry: &str) -> impl Iterator<Item = &str> {
     let parts = whole
         .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
         .filter(move |p| *p != whole);
-    std::iter::once(whole)
+    core::iter::once(whole)
         .chain(parts)
         .filter(|item| !item.is_empty())
 }

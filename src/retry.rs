@@ -1,6 +1,6 @@
 //! When and how long to wait before retrying a read.
 
-use std::time::Duration;
+use core::time::Duration;
 
 /// Bounds on retrying. Reads are retried on 429, 502, 503 and 504; actions
 /// (issue-specific callers) decide for themselves.

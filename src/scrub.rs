@@ -7,7 +7,9 @@
 //! where anyone reading the case could take over the connection. So every
 //! result and error passes through [`Scrub`] at the component boundary.
 
-use std::borrow::Cow;
+use alloc::{string::String, vec::Vec};
+
+use alloc::borrow::Cow;
 
 use crate::actions::ActionOutcome;
 use crate::error::Error;

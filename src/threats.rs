@@ -8,6 +8,14 @@
 //! delivered), the versions already delivered at exactly that instant (the
 //! next query includes them again), and a cursor in progress.
 
+use alloc::{
+    borrow::ToOwned,
+    format,
+    string::{String, ToString},
+    vec,
+    vec::Vec,
+};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -444,7 +452,7 @@ mod tests {
         let c = threat("3", "2026-05-28T10:00:00.000002Z");
         let mut t = Scripted::default()
             .reply(200, &page(&[a.clone(), b.clone()], Some("cur+/=")))
-            .reply(200, &page(std::slice::from_ref(&c), None))
+            .reply(200, &page(core::slice::from_ref(&c), None))
             .reply(200, &page(&[b.clone(), c.clone()], None));
         let p1 = fetch_with(&mut t, None).unwrap();
         assert!(p1.more);

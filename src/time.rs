@@ -4,6 +4,8 @@
 //! is the proleptic Gregorian arithmetic from Howard Hinnant's `chrono`-
 //! compatible algorithms, kept small and tested against known instants.
 
+use alloc::{format, string::String};
+
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
 
@@ -17,7 +19,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if s[13] != b':' || s[16] != b':' {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+    let num = |range: core::ops::Range<usize>| -> Option<i64> {
         let part = s.get(range)?;
         part.iter().all(u8::is_ascii_digit).then(|| {
             part.iter()
@@ -75,7 +77,7 @@ pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
         });
     let micros = frac
         .bytes()
-        .chain(std::iter::repeat(b'0'))
+        .chain(core::iter::repeat(b'0'))
         .take(6)
         .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
     secs.checked_mul(1_000_000)?.checked_add(micros)

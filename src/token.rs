@@ -1,6 +1,8 @@
 //! The API token: validated once, then only ever placed in a header.
 
-use std::fmt;
+use alloc::{borrow::ToOwned, format, string::String};
+
+use core::fmt;
 
 use crate::error::{Error, Result};
 use crate::scrub::Scrub;

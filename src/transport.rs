@@ -4,8 +4,10 @@
 //! implement it with scripted responses. Everything above this trait is plain
 //! Rust.
 
-use std::fmt;
-use std::time::Duration;
+use alloc::{string::String, vec::Vec};
+
+use core::fmt;
+use core::time::Duration;
 
 /// HTTP methods the connector uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,10 @@ pub trait Transport {
     /// Waits `duration` before a retry.
     fn pause(&mut self, duration: Duration);
 
+    /// Monotonic time since an arbitrary origin, for deadlines that must
+    /// count the time spent in [`Transport::send`] and [`Transport::pause`].
+    fn now(&mut self) -> Duration;
+
     /// A random number, for retry jitter.
     fn random(&mut self) -> u64;
 }
@@ -123,7 +129,7 @@ pub(crate) mod testing {
     use crate::api::Client;
     use crate::console::Console;
     use crate::token::ApiToken;
-    use std::collections::VecDeque;
+    use alloc::collections::VecDeque;
 
     /// Answers requests from a queue and records what was sent.
     #[derive(Default)]
@@ -180,6 +186,11 @@ pub(crate) mod testing {
 
         fn pause(&mut self, duration: Duration) {
             self.pauses.push(duration);
+        }
+
+        /// Time passes only while the connector pauses.
+        fn now(&mut self) -> Duration {
+            self.pauses.iter().sum()
         }
 
         fn random(&mut self) -> u64 {

@@ -1,5 +1,7 @@
 //! `validate-connection`: prove the token works and say what it may do.
 
+use alloc::{format, string::String, vec::Vec};
+
 use serde_json::Value;
 
 use crate::api::{Client, Idempotency};

@@ -1,6 +1,8 @@
 //! [`Transport`] over `wasi:http/outgoing-handler`: the only code that does I/O.
 
-use std::time::Duration;
+use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
+
+use core::time::Duration;
 
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -80,6 +82,10 @@ impl Transport for WasiTransport {
 
     fn random(&mut self) -> u64 {
         wasi::random::random::get_random_u64()
+    }
+
+    fn now(&mut self) -> Duration {
+        Duration::from_nanos(wasi::clocks::monotonic_clock::now())
     }
 }
 

@@ -45,6 +45,9 @@ impl Transport for Canned {
         Ok(self.0.clone())
     }
     fn pause(&mut self, _: Duration) {}
+    fn now(&mut self) -> Duration {
+        Duration::ZERO
+    }
     fn random(&mut self) -> u64 {
         7
     }

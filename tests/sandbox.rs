@@ -523,3 +523,29 @@ async fn a_connector_that_returns_the_token_has_it_redacted_by_the_host() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The connector asks its host for eight interfaces and nothing more: no
+/// environment, stdio, exit, filesystem or sockets. A host need not provide
+/// them, and a connector version that starts using one is caught here.
+#[test]
+fn the_connector_imports_only_the_interfaces_it_calls() {
+    let engine = wasmtime::Engine::default();
+    let component =
+        wasmtime::component::Component::new(&engine, connector_host::COMPONENT).unwrap();
+    let ty = component.component_type();
+    let mut imports: Vec<&str> = ty.imports(&engine).map(|(name, _)| name).collect();
+    imports.sort_unstable();
+    assert_eq!(
+        imports,
+        [
+            "wasi:clocks/monotonic-clock@0.2.12",
+            "wasi:clocks/wall-clock@0.2.12",
+            "wasi:http/outgoing-handler@0.2.12",
+            "wasi:http/types@0.2.12",
+            "wasi:io/error@0.2.12",
+            "wasi:io/poll@0.2.12",
+            "wasi:io/streams@0.2.12",
+            "wasi:random/random@0.2.12",
+        ]
+    );
+}

@@ -35,8 +35,22 @@
 //! Compiled only for wasm32; natively this crate is empty.
 
 #![cfg(target_arch = "wasm32")]
+#![no_std]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+extern crate alloc;
+
+use alloc::{
+    format,
+    string::{String, ToString},
+    vec,
+    vec::Vec,
+};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// The connector's own heap and `cabi_realloc`, so that instantiating this
+/// component costs what the connector's set-up does.
+#[path = "../../../src/heap.rs"]
+mod heap;
 
 use wasi::clocks::monotonic_clock;
 
@@ -62,6 +76,11 @@ use bindings::exports::soar::connector::types as t;
 struct Hostile;
 
 bindings::export!(Hostile with_types_in bindings);
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
@@ -90,11 +109,11 @@ fn residue() -> usize {
 fn leave_residue() {
     // Through black_box, so the marks are stored, not copied from a
     // constant in the data segment.
-    let mark = std::hint::black_box(MARK);
-    std::mem::forget(vec![mark; 4096]);
+    let mark = core::hint::black_box(MARK);
+    core::mem::forget(vec![mark; 4096]);
     let mut stack = [0u64; 512];
     stack.fill(mark);
-    std::hint::black_box(&stack);
+    core::hint::black_box(&stack);
 }
 
 /// Unbounded on purpose: the host must stop it.
@@ -158,7 +177,7 @@ fn hoard(kib: usize) -> String {
         if fields.append("x-hoard", &value).is_err() {
             return format!("made {made}; then append refused");
         }
-        std::mem::forget(fields);
+        core::mem::forget(fields);
         made += 1;
     }
 }
@@ -216,18 +235,18 @@ impl c::Guest for Hostile {
             "spin" => {
                 let mut x = 0u64;
                 loop {
-                    x = std::hint::black_box(x.wrapping_add(1));
+                    x = core::hint::black_box(x.wrapping_add(1));
                 }
             }
             "spin-host" => loop {
                 // Spends its time in a host call that never waits.
-                std::hint::black_box(wasi::random::random::get_random_bytes(65_536));
+                core::hint::black_box(wasi::random::random::get_random_bytes(65_536));
             },
             "duty" => loop {
                 // 80% computing, 20% waiting: most ticks land while it runs.
                 let until = monotonic_clock::now() + 8_000_000;
                 while monotonic_clock::now() < until {
-                    std::hint::black_box(until);
+                    core::hint::black_box(until);
                 }
                 monotonic_clock::subscribe_duration(2_000_000).block();
             },
@@ -242,12 +261,12 @@ impl c::Guest for Hostile {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
                     hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
+                    core::hint::black_box(&hoard);
                 }
             }
             "recurse" => {
                 let mut pad = [0u8; 256];
-                let _ = std::hint::black_box(recurse(0, &mut pad));
+                let _ = core::hint::black_box(recurse(0, &mut pad));
             }
             "flood" => {
                 for _ in 0..10_000 {
@@ -281,7 +300,7 @@ impl c::Guest for Hostile {
             "echo" => user = conn.api_token.clone(),
             "trap" => panic!("the hostile connector panics"),
             // Claims success on the way out: status 0.
-            "exit" => std::process::exit(0),
+            "exit" => wasi::cli::exit::exit(Ok(())),
             _ => {}
         }
         Ok(c::ConnectionReport {
