@@ -18,10 +18,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde_json::json;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::pool::{PoolKey, Pools};
+use crate::runtime::CallState;
 use crate::simulator::{Simulator, tokens};
 use crate::{
     ActionOptions, CallPolicy, Connection, EgressPolicy, HostError, HostSelector, Route, Runtime,
@@ -30,6 +31,20 @@ use crate::{
 
 /// The name both sides address; routed to the simulator.
 const HOST: &str = "bench.sentinelone.net";
+
+/// The smallest valid component: the preamble alone.
+const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+/// A component that only instantiates a core module with a 256 KiB memory,
+/// the connector's initial size, and imports and exports nothing:
+///
+/// ```wat
+/// (component
+///   (core module (memory 4))
+///   (core instance (instantiate 0)))
+/// ```
+const MEMORY_ONLY_COMPONENT: &[u8] =
+    b"\0asm\x0d\0\x01\0\x01\x0d\0asm\x01\0\0\0\x05\x03\x01\x00\x04\x02\x04\x01\x00\x00\x00";
 
 /// How long a benchmark runs.
 #[derive(Debug, Clone, Copy)]
@@ -287,44 +302,46 @@ impl Bench {
 
     /// Instantiation alone, the connector versus an empty component, in the
     /// same engine with the same per-call store setup. For context, also
-    /// versus a component of the same world whose functions do next to
-    /// nothing (the hostile test connector): what any Rust connector with
-    /// these imports costs.
+    /// versus a component that only has a linear memory (what any component
+    /// with a memory costs, whatever it imports), and versus a component of
+    /// the same world whose functions do next to nothing (the hostile test
+    /// connector): what any Rust connector with these imports costs.
     async fn instantiation(&self, iterations: usize) -> Result<Vec<Figure>, HostError> {
-        let engine = self.wasm.runtime.engine();
-        let same_world = self.wasm.runtime.load_version(crate::HOSTILE_COMPONENT)?;
-        // The smallest valid component: the preamble alone.
-        let empty = Component::new(engine, b"\0asm\x0d\0\x01\0")
-            .map_err(|e| HostError::Load(e.to_string()))?;
-        let empty = self.wasm.runtime.prepare_other(&empty)?;
+        let runtime = &self.wasm.runtime;
+        let same_world = runtime.load_version(crate::HOSTILE_COMPONENT)?;
+        let empty = self.prepare(EMPTY_COMPONENT)?;
+        let memory_only = self.prepare(MEMORY_ONLY_COMPONENT)?;
         let policy = Arc::new(self.wasm.policy.clone());
-        let (mut connector, mut baseline, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
+        let mut times: [Vec<Duration>; 4] = Default::default();
         for _ in 0..iterations {
             let began = Instant::now();
-            self.wasm.runtime.instantiate_only(policy.clone()).await?;
-            connector.push(began.elapsed());
+            runtime.instantiate_only(policy.clone()).await?;
+            times[0].push(began.elapsed());
             let began = Instant::now();
             same_world.instantiate_only(policy.clone()).await?;
-            minimal.push(began.elapsed());
-            let began = Instant::now();
-            self.wasm
-                .runtime
-                .instantiate_other(&empty, policy.clone())
-                .await?;
-            baseline.push(began.elapsed());
+            times[1].push(began.elapsed());
+            for (pre, slot) in [(&memory_only, 2), (&empty, 3)] {
+                let began = Instant::now();
+                runtime.instantiate_other(pre, policy.clone()).await?;
+                times[slot].push(began.elapsed());
+            }
         }
-        let (c, b, m) = (
-            median_time(connector),
-            median_time(baseline),
-            median_time(minimal),
-        );
+        let [c, m, o, b] = times.map(median_time);
         Ok(vec![
             Figure::new("instantiate_connector", c, "us"),
             Figure::new("instantiate_empty", b, "us"),
             Figure::new("instantiate_ratio", c / b, "ratio").at_most(1.5),
+            Figure::new("instantiate_memory_only", o, "us"),
+            Figure::new("instantiate_ratio_memory_only", c / o, "ratio"),
             Figure::new("instantiate_same_world", m, "us"),
             Figure::new("instantiate_ratio_same_world", c / m, "ratio"),
         ])
+    }
+
+    fn prepare(&self, bytes: &[u8]) -> Result<InstancePre<CallState>, HostError> {
+        let component = Component::new(self.wasm.runtime.engine(), bytes)
+            .map_err(|e| HostError::Load(e.to_string()))?;
+        self.wasm.runtime.prepare_other(&component)
     }
 
     /// The median cost of a runtime call that sends no request
