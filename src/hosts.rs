@@ -477,7 +477,9 @@ fn list<T: Transport>(client: &mut Client<'_, T>, selector: &Selector) -> Result
     let mut hosts = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut path = format!("/agents?{filter}&limit={PAGE_SIZE}");
+        // The total is never read, and counting every match costs the
+        // console time on each page.
+        let mut path = format!("/agents?{filter}&limit={PAGE_SIZE}&skipCount=true");
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={}", encode_cursor(c)));
         }

@@ -298,7 +298,7 @@ fn read_page<T: Transport>(
     let mut shrinks = 0;
     loop {
         let mut path = format!(
-            "/threats?updatedAt__gte={}&sortBy=updatedAt&sortOrder=asc&limit={limit}",
+            "/threats?updatedAt__gte={}&sortBy=updatedAt&sortOrder=asc&limit={limit}&skipCount=true",
             encode_query_value(&format_rfc3339_micros(since))
         );
         if let Some(c) = cursor {
@@ -420,7 +420,7 @@ mod tests {
         let p = fetch_with(&mut t, None).unwrap();
         assert_eq!(
             t.sent[0].path_and_query,
-            "/web/api/v2.1/threats?updatedAt__gte=2026-05-27T20%3A26%3A40.000000Z&sortBy=updatedAt&sortOrder=asc&limit=2"
+            "/web/api/v2.1/threats?updatedAt__gte=2026-05-27T20%3A26%3A40.000000Z&sortBy=updatedAt&sortOrder=asc&limit=2&skipCount=true"
         );
         assert!(!p.more && p.threats.is_empty());
     }
@@ -617,7 +617,10 @@ mod tests {
     }
 
     fn limits(t: &Scripted) -> Vec<String> {
-        let limit = |p: &str| p.split("limit=").nth(1).unwrap_or_default().to_owned();
+        let limit = |p: &str| {
+            let after = p.split("limit=").nth(1).unwrap_or_default();
+            after.split('&').next().unwrap_or_default().to_owned()
+        };
         t.sent.iter().map(|r| limit(&r.path_and_query)).collect()
     }
 
@@ -697,7 +700,7 @@ mod tests {
         // without the cursor.
         assert_eq!(
             t.sent[2].path_and_query,
-            "/web/api/v2.1/threats?updatedAt__gte=2026-05-28T10%3A00%3A00.000002Z&sortBy=updatedAt&sortOrder=asc&limit=2"
+            "/web/api/v2.1/threats?updatedAt__gte=2026-05-28T10%3A00%3A00.000002Z&sortBy=updatedAt&sortOrder=asc&limit=2&skipCount=true"
         );
         let ids: Vec<&str> = p2.threats.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["3", "4"], "2 was delivered already");

@@ -506,7 +506,7 @@ impl Native {
     /// [`HostError`] when a request fails or an answer is not what the
     /// connector would accept.
     pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
-        let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200");
+        let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200&skipCount=true");
         let found: AgentList = self.send(tenant, "GET", &list, None).await?;
         let [only] = found.data.as_slice() else {
             return Err(fail("not exactly one agent"));
