@@ -156,9 +156,10 @@ fn strip_scheme<'a>(lower: &'a str, original: &str) -> Result<&'a str> {
     }
 }
 
-/// Returns the host part, refusing userinfo and ports. The path, query and
-/// fragment of a pasted address are dropped: the host is what the token
-/// goes to, and requests are built from it alone.
+/// Returns the host part, refusing userinfo and ports other than HTTPS's
+/// own `:443`, which names the origin the connector uses anyway. The path,
+/// query and fragment of a pasted address are dropped: the host is what the
+/// token goes to, and requests are built from it alone.
 fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
@@ -175,14 +176,15 @@ fn split_authority<'a>(rest: &'a str, original: &str) -> Result<&'a str> {
             echo(original)
         )));
     }
-    if authority.contains(':') {
+    let host = authority.strip_suffix(":443").unwrap_or(authority);
+    if host.contains(':') {
         return Err(invalid(format!(
-            "The Management Hostname \"{}\" contains a port or a ':'; the console is always \
-             reached on the default HTTPS port. {EXPECTED}",
+            "The Management Hostname \"{}\" contains a port other than 443 or a ':'; the \
+             console is always reached on the default HTTPS port, 443. {EXPECTED}",
             echo(original)
         )));
     }
-    Ok(authority)
+    Ok(host)
 }
 
 /// Refuses IP literals in every notation a URL parser accepts (`127.1`,
@@ -304,6 +306,11 @@ mod tests {
             "  HTTPS://U1234-S123.SentinelOne.NET/  ",
             "\tU1234-S123\n",
             "u1234-s123.sentinelone.net.",
+            // HTTPS's own port is the origin the connector uses anyway.
+            "u1234-s123.sentinelone.net:443",
+            "https://U1234-S123.sentinelone.net:443/",
+            "u1234-s123:443",
+            "https://u1234-s123.sentinelone.net:443/#/dashboard",
         ] {
             assert_eq!(host(input), "u1234-s123.sentinelone.net", "{input:?}");
         }
@@ -367,11 +374,13 @@ mod tests {
         "https://user:pass@u1234-s123.sentinelone.net",
         "u1234-s123.sentinelone.net@evil.com",
         "https://evil.com@u1234-s123.sentinelone.net",
-        // ports
-        "u1234-s123.sentinelone.net:443",
+        // ports other than HTTPS's own
         "u1234-s123.sentinelone.net:8443",
         "https://u1234-s123.sentinelone.net:80/",
-        "u1234-s123:443",
+        "u1234-s123.sentinelone.net:0443",
+        "u1234-s123.sentinelone.net:443:443",
+        "u1234-s123.sentinelone.net:",
+        "u1234-s123:8443",
         // backslashes, which browsers read as '/', and other parsers not
         "u1234-s123.sentinelone.net\\evil.com",
         "https://evil.com\\@u1234-s123.sentinelone.net",
