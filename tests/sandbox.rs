@@ -316,6 +316,30 @@ async fn a_domain_outside_the_allow_list_is_refused() {
     }
 }
 
+/// An embedder can pin a tenant to its own console: a connector then has
+/// nowhere else to send that tenant's token, not even another console
+/// under the same domain.
+#[tokio::test]
+async fn a_tenant_pinned_to_its_console_reaches_no_other_console() {
+    let sim = Simulator::start().await.unwrap();
+    let pinned = connector_host::EgressPolicy::deny_all()
+        .allow_domain("tenant.sentinelone.net")
+        .unwrap()
+        .connect_to("tenant.sentinelone.net", sim.addr())
+        .unwrap();
+    let pinned = CallPolicy::with_egress(pinned);
+    let own = misbehave("fetch:tenant.sentinelone.net", &pinned).await;
+    assert_eq!(own.result.unwrap().user.as_deref(), Some("status 200"));
+    for other in [
+        "u9999-s999.sentinelone.net",
+        "sentinelone.net",
+        "eviltenant.sentinelone.net",
+    ] {
+        assert_egress_denied(misbehave(&format!("fetch:{other}"), &pinned).await, other);
+    }
+    assert_eq!(sim.requests().len(), 1, "only the own console was reached");
+}
+
 #[tokio::test]
 async fn private_and_metadata_addresses_are_refused_by_literal_and_by_name() {
     // By literal: an address is never under an allowed domain.

@@ -26,10 +26,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::with_config(connector_host::COMPONENT, config)?;
     println!("compiled component: {:?}", runtime.cache_status());
 
-    // A stand-in for the tenant's console. In production, leave out
-    // `connect_to`: requests then go over HTTPS to *.sentinelone.net.
+    // This tenant's calls may reach its own console and nothing else, so
+    // no connector version can send its token to another host, not even
+    // another *.sentinelone.net console. (`EgressPolicy::default()` allows
+    // all of *.sentinelone.net.) `connect_to` routes the console to a local
+    // stand-in; in production leave it out, and requests go over HTTPS.
     let sim = Simulator::start().await?;
-    let egress = EgressPolicy::default().connect_to("u1234-s123.sentinelone.net", sim.addr())?;
+    let egress = EgressPolicy::deny_all()
+        .allow_domain("u1234-s123.sentinelone.net")?
+        .connect_to("u1234-s123.sentinelone.net", sim.addr())?;
     let policy = CallPolicy::with_egress(egress)
         .tenant("acme")
         .http_timeout(Duration::from_secs(10))
