@@ -465,6 +465,26 @@ mod tests {
         assert_eq!(t.sent.len(), 1);
     }
 
+    /// The budget counts the waits already made, through the transport's
+    /// clock: 5 s + 5 s fit in 12 s, a third wait would not.
+    #[test]
+    fn the_budget_counts_the_waits_already_made() {
+        let mut t = Scripted::default();
+        for _ in 0..4 {
+            t = t.reply_with(with_retry_after(429, "5", ""));
+        }
+        let mut c = client(&mut t).with_retry(RetryPolicy {
+            budget: Duration::from_secs(12),
+            ..RetryPolicy::default()
+        });
+        let r = c
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(t.sent.len(), 3);
+        assert_eq!(t.pauses, [Duration::from_secs(5); 2]);
+    }
+
     #[test]
     fn maps_statuses_to_error_kinds() {
         let cases = [
