@@ -162,7 +162,7 @@ impl Selector {
             }
             "ip" => match v.parse::<IpAddr>() {
                 Ok(ip) => Ok(Selector::Ip(ip)),
-                Err(_) => bad("expected an IPv4 or IPv6 address such as 10.0.0.12"),
+                Err(_) => bad(ip_mistake(v)),
             },
             "mac" => match normalize_mac(v) {
                 Some(mac) => Ok(Selector::Mac(mac)),
@@ -306,6 +306,30 @@ fn csv_of_distinct(values: impl IntoIterator<Item = String>) -> String {
         }
     }
     encode_query_value(&kept.join(","))
+}
+
+/// Why a value is not one IP address, naming the usual pastes: an address
+/// with leading zeros (which some tools read as octal, so it is never
+/// guessed at), a range, a port or an interface name.
+fn ip_mistake(value: &str) -> &'static str {
+    let v4_parts: Vec<&str> = value.split('.').collect();
+    let all_digits = v4_parts
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if v4_parts.len() == 4
+        && all_digits
+        && v4_parts.iter().any(|p| p.len() > 1 && p.starts_with('0'))
+    {
+        "write each number without leading zeros, e.g. 10.0.0.1 for 010.000.000.001"
+    } else if value.contains('/') {
+        "it names a range; give the one address of the endpoint, e.g. 10.0.0.12"
+    } else if value.contains('%') {
+        "remove the interface name after '%', e.g. fe80::1 for fe80::1%eth0"
+    } else if value.starts_with('[') || value.matches(':').count() == 1 {
+        "give the address alone, without brackets or a port, e.g. 10.0.0.12"
+    } else {
+        "expected an IPv4 or IPv6 address such as 10.0.0.12"
+    }
 }
 
 /// `aa:bb:cc:dd:ee:ff`, `AA-BB-...`, `aabb.ccdd.eeff` or `aabbccddeeff` →
@@ -580,6 +604,36 @@ mod tests {
                 "10.0.0",
                 "The IP address \"10.0.0\" is not valid: expected an IPv4 or IPv6 address such \
                  as 10.0.0.12.",
+            ),
+            (
+                "ip",
+                "010.000.000.001",
+                "The IP address \"010.000.000.001\" is not valid: write each number without \
+                 leading zeros, e.g. 10.0.0.1 for 010.000.000.001.",
+            ),
+            (
+                "ip",
+                "10.0.0.0/24",
+                "The IP address \"10.0.0.0/24\" is not valid: it names a range; give the one \
+                 address of the endpoint, e.g. 10.0.0.12.",
+            ),
+            (
+                "ip",
+                "fe80::1%eth0",
+                "The IP address \"fe80::1%eth0\" is not valid: remove the interface name after \
+                 '%', e.g. fe80::1 for fe80::1%eth0.",
+            ),
+            (
+                "ip",
+                "10.0.0.12:3389",
+                "The IP address \"10.0.0.12:3389\" is not valid: give the address alone, without \
+                 brackets or a port, e.g. 10.0.0.12.",
+            ),
+            (
+                "ip",
+                "[::1]",
+                "The IP address \"[::1]\" is not valid: give the address alone, without \
+                 brackets or a port, e.g. 10.0.0.12.",
             ),
             (
                 "mac",
