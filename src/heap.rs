@@ -85,8 +85,9 @@ unsafe impl GlobalAlloc for Heap {
 }
 
 /// The canonical ABI's allocator, which the host calls to pass strings and
-/// lists into the guest. wasi-libc defines one for `std` components, but
-/// only in its start-up code; this is the same contract over [`HEAP`].
+/// lists into the guest. `std` components export wasi-libc's, which lives
+/// in its generated WASI bindings (`wasip2.c`), not beside `malloc`; this
+/// is the same contract over [`HEAP`].
 ///
 /// # Safety
 /// The host passes a block this function returned (or null with
