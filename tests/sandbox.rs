@@ -71,6 +71,80 @@ async fn waiting_is_not_cpu_time_however_often_a_guest_waits() {
     assert!(started.elapsed() >= Duration::from_millis(600));
 }
 
+/// A busy machine: this thread and one that never stops computing share one
+/// processor, so a guest running on this thread gets about half of it.
+#[cfg(target_os = "linux")]
+mod shared_processor {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Pins the calling thread to the first processor it may run on.
+    pub fn pin_to_first_processor() {
+        // SAFETY: `set` is a valid cpu_set_t for both calls, which affect
+        // only the calling thread (pid 0).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .expect("the thread may run somewhere");
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+        }
+    }
+
+    /// Starts a thread that computes on this thread's processor until the
+    /// returned flag is set.
+    pub fn start_competitor() -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            pin_to_first_processor();
+            while !flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        stop
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn time_a_busy_machine_gives_other_threads_is_not_charged_to_the_guest() {
+    use std::sync::atomic::Ordering;
+    // The runtime is current-thread: the guest runs on this test's thread.
+    hostile(); // compiled before the clock starts
+    shared_processor::pin_to_first_processor();
+    let unlimited = CallPolicy::default();
+    let alone = Instant::now();
+    assert_eq!(
+        misbehave("work:300", &unlimited)
+            .await
+            .result
+            .unwrap()
+            .user
+            .as_deref(),
+        Some("300")
+    );
+    let alone = alone.elapsed();
+    // The work fits the budget in CPU time, not in wall time once it has
+    // to share its processor.
+    let budget = alone.mul_f64(1.4);
+    let stop = shared_processor::start_competitor();
+    let shared = Instant::now();
+    let outcome = misbehave("work:300", &CallPolicy::default().cpu_budget(budget)).await;
+    let shared = shared.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let times = format!("{alone:?} alone, {shared:?} shared, budget {budget:?}");
+    match outcome.result {
+        Ok(report) => assert_eq!(report.user.as_deref(), Some("300"), "{times}"),
+        Err(e) => panic!("{e:?}: {times}"),
+    }
+    assert!(shared > budget, "the processor was not shared: {times}");
+}
+
 #[tokio::test]
 async fn unbounded_allocation_is_stopped_by_the_memory_limit() {
     let policy = CallPolicy::default().max_memory_bytes(32 * 1024 * 1024);

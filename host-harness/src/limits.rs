@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
@@ -97,6 +97,12 @@ impl ResourceLimiter for Limits {
 /// nothing however often the guest waits, and no pattern of short waits
 /// hides the time between them. The epoch's ticks are when the budget is
 /// checked, so a guest is stopped within a tick of running out.
+///
+/// A poll is timed by the wall clock until the guest has run through an
+/// epoch tick; from then on the call is computing, and each poll is timed
+/// by its thread's own CPU clock. So on a busy machine the time the
+/// operating system gives to other threads is not charged to the guest,
+/// while the everyday short polls of an action pay no system call.
 pub(crate) struct CpuMeter {
     budget: Duration,
     time: Arc<RunTime>,
@@ -109,13 +115,67 @@ struct RunTime {
     origin: Instant,
     /// Nanoseconds since `origin` at which the current poll began.
     poll_started: AtomicU64,
+    /// The polling thread's CPU clock when the current poll began, in
+    /// nanoseconds, or [`UNTIMED`] while the poll is timed by the wall clock.
+    poll_cpu_started: AtomicU64,
+    /// The guest has run through an epoch tick: time polls by CPU clock.
+    computing: AtomicBool,
     /// Nanoseconds spent in polls that have ended.
     spent: AtomicU64,
 }
 
+/// No CPU clock reading: the poll is timed by the wall clock.
+const UNTIMED: u64 = u64::MAX;
+
 impl RunTime {
     fn now(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts timing a poll on the current thread.
+    fn start_poll(&self) {
+        let cpu = match self.computing.load(Ordering::Relaxed) {
+            true => thread_cpu_nanos().unwrap_or(UNTIMED),
+            false => UNTIMED,
+        };
+        self.poll_cpu_started.store(cpu, Ordering::Relaxed);
+        self.poll_started.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// The time the current poll has run so far, on the polling thread.
+    fn in_poll(&self) -> u64 {
+        let cpu_started = self.poll_cpu_started.load(Ordering::Relaxed);
+        if cpu_started != UNTIMED
+            && let Some(now) = thread_cpu_nanos()
+        {
+            return now.saturating_sub(cpu_started);
+        }
+        let started = self.poll_started.load(Ordering::Relaxed);
+        self.now().saturating_sub(started)
+    }
+}
+
+/// The CPU time the current thread has used, in nanoseconds: it stands
+/// still while the thread waits for a processor. `None` where the platform
+/// has no per-thread clock.
+fn thread_cpu_nanos() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        let (secs, nanos) = (
+            u64::try_from(now.tv_sec).ok()?,
+            u64::try_from(now.tv_nsec).ok()?,
+        );
+        (status == 0).then(|| secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 
@@ -127,6 +187,8 @@ impl CpuMeter {
             time: Arc::new(RunTime {
                 origin: Instant::now(),
                 poll_started: AtomicU64::new(0),
+                poll_cpu_started: AtomicU64::new(UNTIMED),
+                computing: AtomicBool::new(false),
                 spent: AtomicU64::new(0),
             }),
             exceeded: false,
@@ -138,8 +200,9 @@ impl CpuMeter {
     /// poll included, is over budget.
     pub(crate) fn tick(&mut self) -> UpdateDeadline {
         let time = &self.time;
-        let current = time.now() - time.poll_started.load(Ordering::Relaxed);
-        let ran = Duration::from_nanos(time.spent.load(Ordering::Relaxed) + current);
+        time.computing.store(true, Ordering::Relaxed);
+        let spent = time.spent.load(Ordering::Relaxed);
+        let ran = Duration::from_nanos(spent.saturating_add(time.in_poll()));
         if ran > self.budget {
             self.exceeded = true;
             return UpdateDeadline::Interrupt;
@@ -163,11 +226,9 @@ pub(crate) async fn metered<T>(timer: PollTimer, run: impl Future<Output = T>) -
     let time = timer.0;
     let mut run = std::pin::pin!(run);
     std::future::poll_fn(|cx| {
-        let started = time.now();
-        time.poll_started.store(started, Ordering::Relaxed);
+        time.start_poll();
         let polled = run.as_mut().poll(cx);
-        time.spent
-            .fetch_add(time.now() - started, Ordering::Relaxed);
+        time.spent.fetch_add(time.in_poll(), Ordering::Relaxed);
         polled
     })
     .await
@@ -245,4 +306,74 @@ pub(crate) async fn with_deadline<T>(
     tokio::time::timeout(deadline, run)
         .await
         .unwrap_or(Err(HostError::Deadline(deadline)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Poll;
+
+    /// What `meter` decides at a tick in the second poll of a metered
+    /// call, after `second` has run in that poll. The first poll runs
+    /// through a tick (or not, per `computing`) and yields.
+    async fn second_tick(
+        meter: &mut CpuMeter,
+        computing: bool,
+        second: impl Fn(),
+    ) -> UpdateDeadline {
+        let timer = meter.timer();
+        let mut polls = 0;
+        metered(
+            timer,
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    if computing {
+                        assert!(matches!(meter.tick(), UpdateDeadline::Yield(1)));
+                    }
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                second();
+                Poll::Ready(meter.tick())
+            }),
+        )
+        .await
+    }
+
+    /// Spins until this thread has used `cpu` of processor time.
+    fn spin(cpu: Duration) {
+        let start = thread_cpu_nanos().unwrap();
+        while thread_cpu_nanos().unwrap() - start < cpu.as_nanos() as u64 {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_computing_guest_is_not_charged_for_time_its_thread_is_off_the_processor() {
+        // The sleep stands for the operating system running other threads.
+        let mut meter = CpuMeter::new(Duration::from_millis(100));
+        let sleep = || std::thread::sleep(Duration::from_millis(300));
+        let decision = second_tick(&mut meter, true, sleep).await;
+        assert!(matches!(decision, UpdateDeadline::Yield(1)));
+        assert!(!meter.exceeded);
+    }
+
+    #[tokio::test]
+    async fn a_computing_guest_is_charged_for_the_processor_time_it_uses() {
+        let mut meter = CpuMeter::new(Duration::from_millis(100));
+        let decision = second_tick(&mut meter, true, || spin(Duration::from_millis(150))).await;
+        assert!(matches!(decision, UpdateDeadline::Interrupt));
+        assert!(meter.exceeded);
+    }
+
+    #[tokio::test]
+    async fn a_poll_before_the_first_tick_is_timed_by_the_wall_clock() {
+        // Reading the thread's CPU clock is a system call; the short polls
+        // of an everyday call are timed by the wall clock instead.
+        let mut meter = CpuMeter::new(Duration::from_millis(100));
+        let sleep = || std::thread::sleep(Duration::from_millis(300));
+        let decision = second_tick(&mut meter, false, sleep).await;
+        assert!(matches!(decision, UpdateDeadline::Interrupt));
+    }
 }

@@ -164,7 +164,8 @@ pub struct CallPolicy {
     pub max_memory_bytes: usize,
     /// Time the guest may spend running, in wasm or in host calls that do
     /// not wait, checked every 10 ms. Waiting on I/O or a timer costs
-    /// nothing, however often the guest waits.
+    /// nothing, however often the guest waits, and neither does time the
+    /// operating system gives other threads while a guest computes.
     pub cpu_budget: Duration,
     /// Outgoing requests one call may send; later ones are refused and the
     /// call fails with `HostError::TooManyRequests`.

@@ -6,6 +6,8 @@
 //! - `spin-host`: loops forever in a host call that does not wait
 //!   (`wasi:random`), which counts as CPU time too;
 //! - `duty`: loops forever, computing 8 ms then sleeping 2 ms (CPU budget);
+//! - `work:<n>`: computes `n` million loop turns, then reports `n` (a
+//!   fixed amount of CPU time);
 //! - `wait:<n>`: sleeps 15 ms, `n` times, and reports `n` (waiting is not
 //!   CPU time, however often a guest waits);
 //! - `grow`: allocates without bound (memory limit);
@@ -250,6 +252,15 @@ impl c::Guest for Hostile {
                 }
                 monotonic_clock::subscribe_duration(2_000_000).block();
             },
+            other if other.starts_with("work:") => {
+                // A fixed amount of computing: millions of loop turns.
+                let millions: u64 = other["work:".len()..].parse().unwrap_or(1);
+                let mut x = 0u64;
+                for _ in 0..millions * 1_000_000 {
+                    x = core::hint::black_box(x.wrapping_add(1));
+                }
+                user = millions.to_string();
+            }
             other if other.starts_with("wait:") => {
                 let waits: u32 = other["wait:".len()..].parse().unwrap_or(1);
                 for _ in 0..waits {
