@@ -10,6 +10,7 @@
 
 use alloc::{
     borrow::ToOwned,
+    collections::{BTreeMap, BTreeSet},
     format,
     string::{String, ToString},
     vec,
@@ -225,6 +226,13 @@ pub fn fetch<T: Transport>(
     );
     let mut threats = Vec::new();
     let mut delivered: Vec<(String, i64)> = Vec::new();
+    // Versions delivered before or on this page, by `updatedAt`. A set, not
+    // a scan of `seen`: after a bulk action thousands of threats can share
+    // the watermark, and every poll re-reads them until a newer one comes.
+    let mut known: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (id, at) in &state.seen {
+        known.entry(*at).or_default().insert(id.clone());
+    }
     for (n, raw) in items.into_iter().enumerate() {
         let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         let threat = threat_from(&value, raw.get());
@@ -239,15 +247,7 @@ pub fn fetch<T: Transport>(
         }
         let version = threat.updated_at.as_deref().and_then(parse_rfc3339_micros);
         match version {
-            Some(at)
-                if state
-                    .seen
-                    .iter()
-                    .chain(&delivered)
-                    .any(|(id, seen)| *id == threat.id && *seen == at) =>
-            {
-                continue;
-            }
+            Some(at) if !known.entry(at).or_default().insert(threat.id.clone()) => continue,
             Some(at) => delivered.push((threat.id.clone(), at)),
             None => warnings.push(format!(
                 "Threat {} has no usable updatedAt ({}); it is delivered, but does not move the \
@@ -487,6 +487,29 @@ mod tests {
         let a = threat("1", "2026-05-28T10:00:00Z");
         let mut t = Scripted::default().reply(200, &page(&[a.clone(), a], None));
         assert_eq!(fetch_with(&mut t, None).unwrap().threats.len(), 1);
+    }
+
+    #[test]
+    fn a_bulk_update_plateau_is_delivered_once_across_polls() {
+        // A bulk action gave 1,500 threats one `updatedAt`. The first poll
+        // delivers them; the next re-reads them from the watermark with one
+        // newer version among them and must deliver only that one.
+        const AT: &str = "2026-05-28T10:00:00Z";
+        let plateau: Vec<Value> = (0..1500).map(|n| threat(&n.to_string(), AT)).collect();
+        let mut again = plateau.clone();
+        again.insert(700, threat("700", "2026-05-28T10:00:01Z"));
+        let mut t = Scripted::default()
+            .reply(200, &page(&plateau, None))
+            .reply(200, &page(&again, None));
+        let p1 = fetch_with(&mut t, None).unwrap();
+        assert_eq!(p1.threats.len(), 1500);
+        let p2 = fetch_with(&mut t, Some(&p1.checkpoint)).unwrap();
+        let ids: Vec<(&str, Option<&str>)> = p2
+            .threats
+            .iter()
+            .map(|t| (t.id.as_str(), t.updated_at.as_deref()))
+            .collect();
+        assert_eq!(ids, [("700", Some("2026-05-28T10:00:01Z"))]);
     }
 
     #[test]
