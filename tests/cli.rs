@@ -586,3 +586,39 @@ async fn bench_prints_every_figure_as_json() {
     );
     assert_eq!(size["target"], "<= 200000");
 }
+
+#[tokio::test]
+async fn an_unusable_proxy_or_ca_file_is_a_usage_error_that_shows_no_password() {
+    let sim = Simulator::start().await.unwrap();
+    let token = vec![("S1_API_TOKEN", CANARY.to_owned())];
+    for (proxy, why) in [
+        (
+            "socks5://soar:hunter2@10.0.0.8:1080",
+            "only http:// proxies",
+        ),
+        ("http://soar:hunter2@", "expected http://host:port"),
+    ] {
+        let mut env = token.clone();
+        env.push(("S1_PROXY", proxy.to_owned()));
+        let out = run(validate_args(&sim, "canary", &[]), env).await;
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(why), "{}", text(&out));
+        assert!(!text(&out).contains("hunter2"), "{}", text(&out));
+    }
+    let not_pem = std::env::temp_dir().join(format!("not-a-ca-{}.pem", std::process::id()));
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let ca_file = not_pem.display().to_string();
+    let out = run(
+        validate_args(&sim, "canary", &["--ca-file", &ca_file]),
+        token,
+    )
+    .await;
+    std::fs::remove_file(&not_pem).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no BEGIN CERTIFICATE block"),
+        "{}",
+        text(&out)
+    );
+    assert!(sim.requests().is_empty());
+}

@@ -6,7 +6,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use connector_host::simulator::{Simulator, tokens};
-use connector_host::{CacheStatus, CallError, HostError, Runtime, RuntimeConfig};
+use connector_host::{
+    CacheStatus, CallError, CallPolicy, Connection, EgressPolicy, HostError, Runtime, RuntimeConfig,
+};
 use support::*;
 
 fn cached(dir: &std::path::Path) -> Runtime {
@@ -583,4 +585,156 @@ async fn everyday_calls_never_grow_linear_memory() {
     ] {
         assert_eq!(memory, INITIAL_MEMORY, "{call} grew linear memory");
     }
+}
+
+/// A console behind TLS with a private CA, reached through a proxy: the
+/// setup of a SOAR platform in a network with no direct way out.
+mod behind_a_proxy {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use connector_host::simulator::Simulator;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A private certificate authority, and a TLS front that presents a
+    /// certificate it signed for `host` and passes the plain stream on to
+    /// `sim`. Returns the authority's PEM and the front's address.
+    pub async fn tls_front(sim: &Simulator, host: &str) -> (String, SocketAddr) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec![host.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], der)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = listener.local_addr().unwrap();
+        let backend = sim.addr();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that does not trust the authority hangs up.
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let mut plain = TcpStream::connect(backend).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        (ca.pem(), front)
+    }
+
+    /// An HTTP proxy that opens every `CONNECT` tunnel to `to`, whatever it
+    /// names, and records each request head it gets.
+    pub async fn proxy(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        head.push(socket.read_u8().await.unwrap());
+                    }
+                    let head = String::from_utf8(head).unwrap();
+                    let allowed = head.contains("Proxy-Authorization: Basic c29hcjpzM2NyZXQ=");
+                    seen.lock().unwrap().push(head);
+                    if !allowed {
+                        let refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n";
+                        let _ = socket.write_all(refusal).await;
+                        return;
+                    }
+                    socket
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let mut upstream = TcpStream::connect(to).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+                });
+            }
+        });
+        (addr, heads)
+    }
+}
+
+#[tokio::test]
+async fn a_console_is_reached_through_a_proxy_with_tls_verified_against_a_private_ca() {
+    use connector_host::Proxy;
+    let sim = Simulator::start().await.unwrap();
+    let host = "u9999-s1.sentinelone.net";
+    let (ca, front) = behind_a_proxy::tls_front(&sim, host).await;
+    let (proxy_addr, heads) = behind_a_proxy::proxy(front).await;
+    let proxy = Proxy::parse(&format!("http://soar:s3cret@{proxy_addr}")).unwrap();
+    let policy = CallPolicy::with_egress(EgressPolicy::default().via_proxy(proxy.clone()))
+        .http_timeout(Duration::from_secs(5));
+    let connection = Connection::new("u9999-s1", tokens::ADMIN);
+
+    let trusting = Runtime::with_config(
+        connector_host::COMPONENT,
+        RuntimeConfig::default()
+            .trust_certificates_pem(ca.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    let outcome = trusting.validate_connection(&connection, &policy).await;
+    let report = outcome.result.expect("validated through the proxy");
+    assert_eq!(report.role.as_deref(), Some("Admin"));
+    // Each request was tunnelled, the token never shown to the proxy; one
+    // kept-alive tunnel carried them all.
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(
+        heads,
+        [format!(
+            "CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\
+             Proxy-Authorization: Basic c29hcjpzM2NyZXQ=\r\n\r\n"
+        )]
+    );
+    assert!(sim.requests().len() >= 3, "{:?}", request_lines(&sim));
+    assert!(outcome.requests.iter().all(|r| r.status == Some(200)));
+
+    // Without the private CA the console's certificate is refused.
+    let outcome = runtime().validate_connection(&connection, &policy).await;
+    match outcome.result {
+        Err(CallError::Connector(e)) => {
+            assert_eq!(e.kind(), "unreachable");
+            assert!(e.message().contains("TLS"), "{}", e.message());
+        }
+        other => panic!("an untrusted certificate was accepted: {other:?}"),
+    }
+
+    // A proxy that refuses the tunnel: the call fails, and the audit record
+    // says what the proxy answered, without its password.
+    let wrong = Proxy::parse(&format!("http://soar:wrong@{proxy_addr}")).unwrap();
+    let policy = CallPolicy::with_egress(EgressPolicy::default().via_proxy(wrong))
+        .http_timeout(Duration::from_secs(5));
+    let outcome = trusting.validate_connection(&connection, &policy).await;
+    assert!(outcome.result.is_err());
+    let audit = format!("{:?}", outcome.requests);
+    assert!(
+        audit.contains("407 Proxy Authentication Required"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("d3Jvbmc") && !audit.contains("wrong"),
+        "{audit}"
+    );
 }

@@ -494,7 +494,7 @@ impl Native {
     /// pools a [`crate::Runtime`] built from `config` would have.
     pub fn new(addr: std::net::SocketAddr, config: &RuntimeConfig) -> Native {
         Native {
-            pools: Arc::new(Pools::new(config.pool_limits())),
+            pools: Arc::new(Pools::new(config.pool_limits(), config.tls())),
             addr,
         }
     }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -20,14 +20,14 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::address::is_forbidden;
 use crate::limits::instant_after;
-use crate::policy::Route;
+use crate::policy::{Proxy, Route};
 use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -69,23 +69,6 @@ async fn lookup_within<A>(
             rcode: Some(e.to_string()),
             info_code: None,
         })
-}
-
-fn tls() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -140,7 +123,7 @@ pub(crate) async fn send(
             },
         }
     }
-    let mut sender = connect(&key, timeouts.connect).await?;
+    let mut sender = connect(&key, pools.tls(), timeouts.connect).await?;
     let response = timeout(timeouts.first_byte, sender.send_request(request))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)?
@@ -173,24 +156,23 @@ fn origin_form(mut request: http::Request<WasiBody>) -> Result<http::Request<Was
 }
 
 /// Opens a new HTTP/1.1 connection to `key`'s destination: resolving and
-/// vetting the name first, then TLS verified against it, unless the key is
-/// an explicit loopback test route.
-async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>, HttpError> {
-    let addr = match key.route() {
-        Route::Loopback(addr) => addr,
-        Route::Direct => resolve(key.host(), 443, limit).await?,
+/// vetting the name first (or through the proxy's tunnel), then TLS
+/// verified against the name, unless the key is an explicit loopback test
+/// route.
+async fn connect(
+    key: &PoolKey,
+    tls: &tokio_rustls::TlsConnector,
+    limit: Duration,
+) -> Result<SendRequest<WasiBody>, HttpError> {
+    let tcp = match key.route() {
+        Route::Loopback(addr) => tcp_connect(*addr, limit).await?,
+        Route::Direct => tcp_connect(resolve(key.host(), 443, limit).await?, limit).await?,
+        Route::Proxied(proxy) => tunnel(proxy, key.host(), limit).await?,
     };
-    let tcp = timeout(limit, TcpStream::connect(addr))
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Connect)?;
-    // Requests are small and written whole; waiting to coalesce them only
-    // adds latency.
-    let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Io> = match key.route() {
-        Route::Direct => {
+        Route::Direct | Route::Proxied(_) => {
             let server = rustls::pki_types::ServerName::try_from(key.host().to_owned())?;
-            let tls = timeout(limit, tls().connect(server, tcp))
+            let tls = timeout(limit, tls.connect(server, tcp))
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)?
                 .map_err(HttpError::Tls)?;
@@ -208,6 +190,78 @@ async fn connect(key: &PoolKey, limit: Duration) -> Result<SendRequest<WasiBody>
     // that opened it, then the pool.
     tokio::spawn(conn);
     Ok(sender)
+}
+
+async fn tcp_connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, HttpError> {
+    let tcp = timeout(limit, TcpStream::connect(addr))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    // Requests are small and written whole; waiting to coalesce them only
+    // adds latency.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The longest answer to `CONNECT` read before giving up on the proxy.
+const MAX_TUNNEL_HEAD: usize = 8 * 1024;
+
+/// A `CONNECT` tunnel to `host` on port 443 through `proxy`, opened within
+/// `limit`. The proxy's address is the embedder's choice, so it is not
+/// vetted like a destination's.
+async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, HttpError> {
+    let lookup = tokio::net::lookup_host((proxy.host(), proxy.port()));
+    let addr = lookup_within(limit, lookup)
+        .await?
+        .next()
+        .ok_or(HttpError::DnsError {
+            rcode: Some("the proxy's name has no addresses".into()),
+            info_code: None,
+        })?;
+    let mut tcp = tcp_connect(addr, limit).await?;
+    let opened = timeout(limit, async {
+        tcp.write_all(proxy.connect_request(host).as_bytes())
+            .await?;
+        read_tunnel_answer(&mut tcp).await
+    });
+    let answer = opened
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    match answer {
+        Ok(()) => Ok(tcp),
+        Err(status) => Err(HttpError::Connect(std::io::Error::other(format!(
+            "the proxy {}:{} refused the tunnel to {host}: {status}",
+            proxy.host(),
+            proxy.port()
+        )))),
+    }
+}
+
+/// Reads the proxy's answer to `CONNECT` up to its blank line, one byte at a
+/// time so that nothing of the tunnel is consumed. `Ok(Err(status line))`
+/// when the proxy refused.
+async fn read_tunnel_answer(tcp: &mut TcpStream) -> std::io::Result<Result<(), String>> {
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() == MAX_TUNNEL_HEAD {
+            return Ok(Err(format!("its answer passed {MAX_TUNNEL_HEAD} bytes")));
+        }
+        head.push(tcp.read_u8().await?);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line: String = String::from_utf8_lossy(line)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    let mut parts = line.split(' ');
+    let version_ok = parts.next().is_some_and(|v| v.starts_with("HTTP/1."));
+    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
+    Ok(match (version_ok, status) {
+        (true, Some(200..=299)) => Ok(()),
+        _ => Err(format!("{line:?}")),
+    })
 }
 
 /// Wraps the body in the between-bytes timeout; the connection goes back to
@@ -391,6 +445,90 @@ mod tests {
         let body = body_from_server(Some(Duration::from_millis(5)), Duration::MAX).await;
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"0123456789abcdefghij");
+    }
+
+    /// A proxy on loopback that reads one request head, answers `answer`
+    /// (then echoes what the tunnel carries), and hands back the head.
+    async fn proxy_answering(
+        answer: &'static [u8],
+    ) -> (Proxy, tokio::sync::oneshot::Receiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(socket.read_u8().await.unwrap());
+            }
+            let _ = tx.send(String::from_utf8(head).unwrap());
+            socket.write_all(answer).await.unwrap();
+            let mut echo = [0u8; 4];
+            if socket.read_exact(&mut echo).await.is_ok() {
+                socket.write_all(&echo).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        });
+        (
+            Proxy::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_is_asked_for_the_destination_and_carries_bytes_untouched() {
+        let (proxy, head) = proxy_answering(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+        let proxy = proxy.basic_auth("soar", "pa:ss");
+        let mut tcp = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            head.await.unwrap(),
+            "CONNECT u1.sentinelone.net:443 HTTP/1.1\r\nHost: u1.sentinelone.net:443\r\n\
+             Proxy-Authorization: Basic c29hcjpwYTpzcw==\r\n\r\n"
+        );
+        tcp.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        tcp.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_refused_tunnel_says_what_the_proxy_answered() {
+        let answer =
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n";
+        let (proxy, _) = proxy_answering(answer).await;
+        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        let port = proxy.port();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "connection error: the proxy 127.0.0.1:{port} refused the tunnel to \
+                 u1.sentinelone.net: \"HTTP/1.1 407 Proxy Authentication Required\""
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_missing_proxy_answer_is_given_up() {
+        let endless: &'static [u8] = Box::leak(vec![b'x'; 3 * MAX_TUNNEL_HEAD].into_boxed_slice());
+        let (proxy, _) = proxy_answering(endless).await;
+        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().ends_with("its answer passed 8192 bytes"),
+            "{err}"
+        );
+
+        let (silent, _) = proxy_answering(b"").await;
+        let limit = Duration::from_millis(100);
+        let err = tunnel(&silent, "u1.sentinelone.net", limit)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::ConnectionTimeout), "{err:?}");
     }
 
     #[tokio::test]

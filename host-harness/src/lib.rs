@@ -53,7 +53,7 @@ mod text;
 pub use audit::AuditRecord;
 pub use cache::CacheStatus;
 pub use error::HostError;
-pub use policy::{CallPolicy, EgressPolicy, PolicyError, Route};
+pub use policy::{CallPolicy, EgressPolicy, PolicyError, Proxy, Route};
 pub use runtime::{
     ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,
     ConnectionReport, ConnectorError, ConnectorInfo, FetchOptions, FormField, Host, HostSelector,

@@ -1,7 +1,9 @@
 //! What a connector call may do: where it may connect and its budgets.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A policy value the embedder supplied is unusable.
@@ -16,23 +18,145 @@ pub struct PolicyError(String);
 pub struct EgressPolicy {
     allowed_suffixes: Vec<String>,
     connect_to: HashMap<String, SocketAddr>,
+    proxy: Option<Arc<Proxy>>,
 }
 
 impl Default for EgressPolicy {
-    /// HTTPS to `sentinelone.net` and its subdomains only.
+    /// HTTPS to `sentinelone.net` and its subdomains only, directly.
     fn default() -> Self {
         EgressPolicy {
             allowed_suffixes: vec!["sentinelone.net".into()],
             connect_to: HashMap::new(),
+            proxy: None,
         }
     }
 }
 
+/// An HTTP proxy that HTTPS requests are tunnelled through with `CONNECT`,
+/// as networks that allow no direct outbound connections require. TLS
+/// still runs end to end and is verified against the destination's name:
+/// the proxy sees the host name and port, never the token.
+///
+/// The proxy is the embedder's own infrastructure, so its address is not
+/// vetted like a destination's (it is usually private), and it resolves the
+/// destination's name itself: a proxy must not be one that reaches
+/// internal addresses for names under the allowed domains.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Proxy {
+    host: String,
+    port: u16,
+    /// The `Proxy-Authorization` value, a secret.
+    authorization: Option<String>,
+}
+
+impl Proxy {
+    /// Parses `http://[user:password@]host:port`, as `HTTPS_PROXY` is
+    /// usually written; the port defaults to 80. User and password may be
+    /// percent-encoded.
+    pub fn parse(url: &str) -> Result<Proxy, PolicyError> {
+        // Never echo the value: it may hold a password.
+        let bad = |why: &str| Err(PolicyError(format!("the proxy address is unusable: {why}")));
+        let Ok(parsed) = url::Url::parse(url.trim()) else {
+            return bad("expected http://host:port or http://user:password@host:port");
+        };
+        if parsed.scheme() != "http" {
+            return bad("only http:// proxies are supported (the tunnel then carries TLS)");
+        }
+        if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+            return bad("it must be just http://host:port");
+        }
+        let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) else {
+            return bad("it names no host");
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let proxy = Proxy {
+            host: host.to_owned(),
+            port: parsed.port().unwrap_or(80),
+            authorization: None,
+        };
+        if parsed.username().is_empty() && parsed.password().is_none() {
+            return Ok(proxy);
+        }
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| {
+                PolicyError(
+                    "the proxy address is unusable: its user or password is not valid \
+                     percent-encoded UTF-8"
+                        .into(),
+                )
+            })
+        };
+        let user = decode(parsed.username())?;
+        let password = decode(parsed.password().unwrap_or(""))?;
+        Ok(proxy.basic_auth(&user, &password))
+    }
+
+    /// Authenticates to the proxy with HTTP Basic credentials.
+    pub fn basic_auth(mut self, user: &str, password: &str) -> Proxy {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.authorization = Some(format!("Basic {pair}"));
+        self
+    }
+
+    /// The proxy's host name or IP address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `CONNECT` request that opens a tunnel to `host` on port 443.
+    pub(crate) fn connect_request(&self, host: &str) -> String {
+        let mut request = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n");
+        if let Some(authorization) = &self.authorization {
+            request.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
+        }
+        request.push_str("\r\n");
+        request
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// `%XX` escapes decoded, as URL user-info is written.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// How an allowed request is delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// Over HTTPS to the named host, as asked.
     Direct,
+    /// Over HTTPS to the named host, through this proxy's tunnel.
+    Proxied(Arc<Proxy>),
     /// Over plain HTTP to this loopback address (test and demo routing).
     Loopback(SocketAddr),
 }
@@ -43,7 +167,21 @@ impl EgressPolicy {
         EgressPolicy {
             allowed_suffixes: Vec::new(),
             connect_to: HashMap::new(),
+            proxy: None,
         }
+    }
+
+    /// Sends every allowed HTTPS request through `proxy`'s `CONNECT`
+    /// tunnel instead of connecting directly. Loopback routes
+    /// ([`EgressPolicy::connect_to`]) still go straight to their address.
+    pub fn via_proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(Arc::new(proxy));
+        self
+    }
+
+    /// The proxy requests go through, if any.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_deref()
     }
 
     /// Also allows `suffix` and its subdomains (`example.com` allows
@@ -135,9 +273,10 @@ impl EgressPolicy {
         if !allowed {
             return Err(format!("{host} is not under an allowed domain"));
         }
-        let route = match self.connect_to.get(&host) {
-            Some(addr) => Route::Loopback(*addr),
-            None => Route::Direct,
+        let route = match (self.connect_to.get(&host), &self.proxy) {
+            (Some(addr), _) => Route::Loopback(*addr),
+            (None, Some(proxy)) => Route::Proxied(proxy.clone()),
+            (None, None) => Route::Direct,
         };
         Ok((host, route))
     }
@@ -361,6 +500,61 @@ mod tests {
         ] {
             assert!(p.route(&uri(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_proxy_address_is_read_as_https_proxy_is_written() {
+        let p = Proxy::parse("http://proxy.corp.example:3128").unwrap();
+        assert_eq!((p.host(), p.port()), ("proxy.corp.example", 3128));
+        assert_eq!(
+            p.connect_request("u1.sentinelone.net"),
+            "CONNECT u1.sentinelone.net:443 HTTP/1.1\r\nHost: u1.sentinelone.net:443\r\n\r\n"
+        );
+        assert_eq!(Proxy::parse(" http://[::1]/ ").unwrap().host(), "::1");
+        assert_eq!(Proxy::parse("http://10.0.0.8").unwrap().port(), 80);
+        let with_user = Proxy::parse("http://soar:p%40ss%3Aword@10.0.0.8:8080").unwrap();
+        assert_eq!(
+            with_user,
+            Proxy::parse("http://10.0.0.8:8080")
+                .unwrap()
+                .basic_auth("soar", "p@ss:word")
+        );
+        // The password never shows, in a debug print or an error.
+        assert!(!format!("{with_user:?}").contains("cEBzczp3b3Jk"));
+        assert!(format!("{with_user:?}").contains("[redacted]"));
+        for bad in [
+            "proxy.corp:3128",
+            "https://proxy.corp:3128",
+            "socks5://proxy.corp:1080",
+            "http://proxy.corp:3128/path",
+            "http://user:s3cret%zz@proxy.corp:3128",
+            "http://user:s3cret@proxy.corp:3128?x=1",
+        ] {
+            let err = Proxy::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("the proxy address is unusable"),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_proxied_policy_tunnels_all_but_loopback_routes() {
+        let proxy = Proxy::parse("http://10.0.0.8:3128").unwrap();
+        let p = EgressPolicy::default()
+            .via_proxy(proxy.clone())
+            .connect_to_arg("demo.sentinelone.net=127.0.0.1:9000")
+            .unwrap();
+        assert_eq!(
+            p.route(&uri("https://u1.sentinelone.net/web/api/v2.1/agents")),
+            Ok(Route::Proxied(Arc::new(proxy)))
+        );
+        assert!(matches!(
+            p.route(&uri("https://demo.sentinelone.net/")),
+            Ok(Route::Loopback(_))
+        ));
+        assert!(p.route(&uri("https://evil.example.com/")).is_err());
     }
 
     #[test]

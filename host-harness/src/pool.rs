@@ -35,8 +35,8 @@ impl PoolKey {
         &self.host
     }
 
-    pub(crate) fn route(&self) -> Route {
-        self.route
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
     }
 }
 
@@ -58,18 +58,25 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections of every tenant.
+/// The idle connections of every tenant, and how new ones verify TLS.
 pub(crate) struct Pools {
     limits: PoolLimits,
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl Pools {
-    pub(crate) fn new(limits: PoolLimits) -> Pools {
+    pub(crate) fn new(limits: PoolLimits, tls: tokio_rustls::TlsConnector) -> Pools {
         Pools {
             limits,
             idle: Mutex::new(HashMap::new()),
+            tls,
         }
+    }
+
+    /// TLS for new connections, verified against the runtime's roots.
+    pub(crate) fn tls(&self) -> &tokio_rustls::TlsConnector {
+        &self.tls
     }
 
     /// An idle, open connection for `key`, if there is one. It may still be

@@ -266,6 +266,11 @@ pub struct RuntimeConfig {
     /// so that no tenant's values can be read off another tenant's stack.
     /// Costs about 2 µs per call. Default on.
     pub zero_stacks: bool,
+    /// Certificate authorities trusted for TLS besides the public web's
+    /// (Mozilla's list, built in): for a proxy that re-signs TLS, or a
+    /// console with a private CA. Empty by default. See
+    /// [`RuntimeConfig::trust_certificates_pem`].
+    pub extra_root_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for RuntimeConfig {
@@ -280,11 +285,54 @@ impl Default for RuntimeConfig {
             idle_connection_timeout: Duration::from_secs(30),
             keep_resident_bytes: 256 << 10,
             zero_stacks: true,
+            extra_root_certificates: Vec::new(),
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Also trusts the certificate authorities in `pem` (one or more
+    /// `BEGIN CERTIFICATE` blocks) for TLS. Fails with
+    /// [`HostError::Config`] when `pem` holds no certificate or one that
+    /// cannot serve as a root.
+    pub fn trust_certificates_pem(mut self, pem: &[u8]) -> Result<Self, HostError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |why: String| HostError::Config(format!("the trusted certificates: {why}"));
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not PEM ({e})")))?;
+        if certs.is_empty() {
+            return Err(bad("no BEGIN CERTIFICATE block".into()));
+        }
+        let mut check = rustls::RootCertStore::empty();
+        for cert in certs {
+            check
+                .add(cert.clone())
+                .map_err(|e| bad(format!("a certificate is unusable as a root ({e})")))?;
+            self.extra_root_certificates.push(cert);
+        }
+        Ok(self)
+    }
+
+    /// TLS for new connections: Mozilla's roots and the extra ones, with
+    /// TLS 1.2 and 1.3 from `ring`.
+    pub(crate) fn tls(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        // Checked when added (`trust_certificates_pem`), or the embedder's
+        // own DER: one that fails here is left out rather than trusted.
+        let _ = roots.add_parsable_certificates(self.extra_root_certificates.iter().cloned());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
     /// Sets the concurrency limit (at least 1).
     pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
         self.max_concurrent_calls = calls.max(1);
@@ -442,7 +490,7 @@ impl Runtime {
             config.max_concurrent_calls,
             config.per_tenant_limit(),
         ));
-        let pools = Arc::new(Pools::new(config.pool_limits()));
+        let pools = Arc::new(Pools::new(config.pool_limits(), config.tls()));
         Pools::start_sweeper(&pools)
             .map_err(|e| HostError::Config(format!("cannot start the pool sweeper: {e}")))?;
         Runtime::load(component, engine, slots, pools, config)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use connector_host::{ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector};
+use connector_host::{ActionOptions, CallPolicy, Connection, EgressPolicy, HostSelector, Proxy};
 
 /// Largest token file read; a token is a few hundred bytes.
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
@@ -22,6 +22,10 @@ pub struct Cli {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Also trust the certificate authorities in this PEM file for TLS (a
+    /// proxy that re-signs TLS, or a console with a private CA).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +85,11 @@ pub struct ConnectionArgs {
     /// Also allow this domain and its subdomains (sentinelone.net is always allowed).
     #[arg(long = "allow-domain", value_name = "SUFFIX")]
     pub allow_domain: Vec<String>,
+    /// Tunnel HTTPS through this HTTP proxy: http://[user:password@]host:port.
+    /// Set S1_PROXY instead when it holds a password, to keep it out of `ps`.
+    /// HTTPS_PROXY is not read.
+    #[arg(long, env = "S1_PROXY", hide_env_values = true, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Per-request HTTP timeout in seconds (connect, first byte, between bytes).
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
@@ -217,7 +226,8 @@ impl ConnectionArgs {
         }
     }
 
-    /// The call policy: default egress plus `--allow-domain` and `--connect-to`.
+    /// The call policy: default egress plus `--allow-domain`, `--connect-to`
+    /// and `--proxy`.
     pub fn policy(&self) -> Result<CallPolicy, UsageError> {
         let mut egress = EgressPolicy::default();
         for suffix in &self.allow_domain {
@@ -229,6 +239,10 @@ impl ConnectionArgs {
             egress = egress
                 .connect_to_arg(route)
                 .map_err(|e| UsageError(e.to_string()))?;
+        }
+        if let Some(url) = &self.proxy {
+            let proxy = Proxy::parse(url).map_err(|e| UsageError(e.to_string()))?;
+            egress = egress.via_proxy(proxy);
         }
         let timeout = Duration::from_secs(self.timeout);
         // Room for the retries of several requests and a --wait of 300 s.

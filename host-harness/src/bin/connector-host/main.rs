@@ -32,7 +32,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use connector_host::simulator::{Simulator, tokens};
-use connector_host::{CallError, Runtime};
+use connector_host::{CallError, Runtime, RuntimeConfig};
 
 use args::{Cli, Command, UsageError};
 use output::Printer;
@@ -80,9 +80,11 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
     if let Command::Bench { quick, .. } = cli.command {
         return bench::run(&component, quick, printer).await;
     }
-    let connector = match Runtime::new(&component) {
+    let connector = match runtime_config(&cli).and_then(|config| {
+        Runtime::with_config(&component, config).map_err(|e| UsageError(e.to_string()))
+    }) {
         Ok(c) => c,
-        Err(e) => return printer.usage(&UsageError(e.to_string())),
+        Err(e) => return printer.usage(&e),
     };
     match &cli.command {
         Command::Describe => match connector.describe().await {
@@ -127,6 +129,19 @@ async fn run(cli: Cli, printer: Printer) -> ExitCode {
         Command::Demo => demo::run(&connector, printer).await,
         Command::Simulate { .. } | Command::Bench { .. } => unreachable!("handled above"),
     }
+}
+
+/// The runtime's settings: the defaults, trusting `--ca-file` too.
+fn runtime_config(cli: &Cli) -> Result<RuntimeConfig, UsageError> {
+    let config = RuntimeConfig::default();
+    let Some(path) = &cli.ca_file else {
+        return Ok(config);
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read --ca-file {}: {e}", path.display())))?;
+    config
+        .trust_certificates_pem(&pem)
+        .map_err(|e| UsageError(format!("--ca-file {}: {e}", path.display())))
 }
 
 /// The `--component` file's bytes, or the built-in connector's (borrowed,
