@@ -209,7 +209,8 @@ impl<'t, T: Transport> Client<'t, T> {
             )),
             TransportError::Tls(detail) => Error::Unreachable(format!(
                 "The secure (TLS) connection to {host} failed ({}). A proxy that intercepts TLS, \
-                 or a wrong hostname, usually causes this.",
+                 or a wrong hostname, usually causes this; if the SOAR platform's network \
+                 re-signs TLS, the platform must trust that network's certificate authority.",
                 body::quote(&detail)
             )),
             TransportError::BodyTooLarge(limit) => Error::Upstream(format!(

@@ -201,9 +201,14 @@ fn map_error_code(code: ErrorCode) -> TransportError {
         ErrorCode::DestinationIpProhibited | ErrorCode::DestinationIpUnroutable => {
             TransportError::Denied
         }
-        ErrorCode::TlsProtocolError
-        | ErrorCode::TlsCertificateError
-        | ErrorCode::TlsAlertReceived(_) => TransportError::Tls(format!("{code:?}")),
+        ErrorCode::TlsCertificateError => {
+            TransportError::Tls("the server's certificate was not accepted".into())
+        }
+        ErrorCode::TlsAlertReceived(alert) => TransportError::Tls(match alert.alert_message {
+            Some(message) => format!("the server sent the TLS alert {message}"),
+            None => "the server sent a TLS alert".into(),
+        }),
+        ErrorCode::TlsProtocolError => TransportError::Tls("the TLS handshake failed".into()),
         ErrorCode::HttpResponseBodySize(limit) => {
             TransportError::BodyTooLarge(limit.unwrap_or(MAX_RESPONSE_BYTES))
         }

@@ -716,7 +716,14 @@ async fn a_console_is_reached_through_a_proxy_with_tls_verified_against_a_privat
     match outcome.result {
         Err(CallError::Connector(e)) => {
             assert_eq!(e.kind(), "unreachable");
-            assert!(e.message().contains("TLS"), "{}", e.message());
+            assert!(
+                e.message().starts_with(
+                    "The secure (TLS) connection to u9999-s1.sentinelone.net failed (the \
+                     server's certificate was not accepted)."
+                ),
+                "{}",
+                e.message()
+            );
         }
         other => panic!("an untrusted certificate was accepted: {other:?}"),
     }

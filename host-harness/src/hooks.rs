@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, TlsAlertReceivedPayload};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::audit::{AuditLog, AuditRecord, millis};
@@ -80,6 +81,13 @@ impl Violations {
 }
 
 impl WasiHttpHooks for PolicyHooks {
+    /// Tells the guest a certificate it should not trust, and an alert the
+    /// server sent, apart from other TLS failures (wasmtime-wasi-http
+    /// reports every one as a protocol error), so the admin is told which.
+    fn p2_error_from_tls(&mut self, err: &std::io::Error) -> ErrorCode {
+        tls_error_code(err)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -242,6 +250,24 @@ fn cap_request_body(
             })
             .boxed_unsync()
     })
+}
+
+/// The `wasi:http` code for a TLS failure, read from the rustls error
+/// inside the I/O error tokio-rustls returns.
+fn tls_error_code(err: &std::io::Error) -> ErrorCode {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_)) => ErrorCode::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => {
+            ErrorCode::TlsAlertReceived(TlsAlertReceivedPayload {
+                alert_id: Some(u8::from(*alert)),
+                alert_message: Some(format!("{alert:?}")),
+            })
+        }
+        _ => ErrorCode::TlsProtocolError,
+    }
 }
 
 fn outcome_of(error: &HttpError) -> String {
