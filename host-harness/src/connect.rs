@@ -2,7 +2,9 @@
 //! addresses a connector must never reach, then connect to the address that
 //! passed, verifying TLS against the name. Connecting to the checked address
 //! (rather than resolving again) means DNS rebinding cannot slip a private
-//! address in between the check and the connection.
+//! address in between the check and the connection. Behind a proxy
+//! ([`crate::Proxy`]) the proxy resolves the name, and TLS runs through its
+//! `CONNECT` tunnel, still verified against the name.
 //!
 //! This is `wasmtime_wasi_http::default_send_request` with the connect step
 //! replaced and keep-alive added (see [`crate::pool`]); its timeouts mean
