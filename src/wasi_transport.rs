@@ -194,6 +194,10 @@ fn map_error_code(code: ErrorCode) -> TransportError {
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused => TransportError::Connect("connection refused".into()),
+        ErrorCode::ConfigurationError => TransportError::Connect(
+            "the SOAR platform's network configuration, such as its proxy, refused the connection"
+                .into(),
+        ),
         ErrorCode::ConnectionTerminated => TransportError::Connect("connection closed".into()),
         ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
             TransportError::Connect("destination unavailable".into())

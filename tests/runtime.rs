@@ -734,7 +734,15 @@ async fn a_console_is_reached_through_a_proxy_with_tls_verified_against_a_privat
     let policy = CallPolicy::with_egress(EgressPolicy::default().via_proxy(wrong))
         .http_timeout(Duration::from_secs(5));
     let outcome = trusting.validate_connection(&connection, &policy).await;
-    assert!(outcome.result.is_err());
+    match &outcome.result {
+        Err(CallError::Connector(e)) => assert_eq!(
+            e.message(),
+            "Could not connect to u9999-s1.sentinelone.net (the SOAR platform's network \
+             configuration, such as its proxy, refused the connection). Check that the hostname \
+             is right and that the SOAR platform can reach it on port 443."
+        ),
+        other => panic!("a refused tunnel was not an error: {other:?}"),
+    }
     let audit = format!("{:?}", outcome.requests);
     assert!(
         audit.contains("407 Proxy Authentication Required"),

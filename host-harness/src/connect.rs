@@ -232,13 +232,29 @@ async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream,
         .map_err(HttpError::Connect)?;
     match answer {
         Ok(()) => Ok(tcp),
-        Err(status) => Err(HttpError::Connect(std::io::Error::other(format!(
-            "the proxy {}:{} refused the tunnel to {host}: {status}",
-            proxy.host(),
-            proxy.port()
+        Err(status) => Err(HttpError::Connect(std::io::Error::other(ProxyRefused(
+            format!(
+                "the proxy {}:{} refused the tunnel to {host}: {status}",
+                proxy.host(),
+                proxy.port()
+            ),
         )))),
     }
 }
+
+/// A proxy's refusal to open a tunnel, told apart from other connection
+/// failures so the guest can be told the proxy is at fault (see
+/// [`crate::hooks`]).
+#[derive(Debug)]
+pub(crate) struct ProxyRefused(String);
+
+impl std::fmt::Display for ProxyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProxyRefused {}
 
 /// Reads the proxy's answer to `CONNECT` up to its blank line, one byte at a
 /// time so that nothing of the tunnel is consumed. `Ok(Err(status line))`

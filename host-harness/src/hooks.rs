@@ -15,6 +15,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, TlsAlertReceivedP
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::audit::{AuditLog, AuditRecord, millis};
+use crate::connect::ProxyRefused;
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -86,6 +87,15 @@ impl WasiHttpHooks for PolicyHooks {
     /// reports every one as a protocol error), so the admin is told which.
     fn p2_error_from_tls(&mut self, err: &std::io::Error) -> ErrorCode {
         tls_error_code(err)
+    }
+
+    /// A proxy that refused the tunnel is the platform's configuration at
+    /// fault, not the destination: the guest is told so.
+    fn p2_error_from_connect(&mut self, err: &std::io::Error) -> ErrorCode {
+        match err.get_ref().and_then(|e| e.downcast_ref::<ProxyRefused>()) {
+            Some(_) => ErrorCode::ConfigurationError,
+            None => ErrorCode::ConnectionRefused,
+        }
     }
 
     fn send_request(
