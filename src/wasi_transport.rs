@@ -195,8 +195,7 @@ fn map_error_code(code: ErrorCode) -> TransportError {
         | ErrorCode::HttpResponseTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused => TransportError::Connect("connection refused".into()),
         ErrorCode::ConfigurationError => TransportError::Connect(
-            "the SOAR platform's network configuration, such as its proxy, refused the connection"
-                .into(),
+            "the SOAR platform's proxy or network configuration did not let it through".into(),
         ),
         ErrorCode::ConnectionTerminated => TransportError::Connect("connection closed".into()),
         ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {

@@ -737,9 +737,9 @@ async fn a_console_is_reached_through_a_proxy_with_tls_verified_against_a_privat
     match &outcome.result {
         Err(CallError::Connector(e)) => assert_eq!(
             e.message(),
-            "Could not connect to u9999-s1.sentinelone.net (the SOAR platform's network \
-             configuration, such as its proxy, refused the connection). Check that the hostname \
-             is right and that the SOAR platform can reach it on port 443."
+            "Could not connect to u9999-s1.sentinelone.net (the SOAR platform's proxy or \
+             network configuration did not let it through). Check that the hostname is right \
+             and that the SOAR platform can reach it on port 443."
         ),
         other => panic!("a refused tunnel was not an error: {other:?}"),
     }

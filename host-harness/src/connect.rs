@@ -210,62 +210,68 @@ const MAX_TUNNEL_HEAD: usize = 8 * 1024;
 
 /// A `CONNECT` tunnel to `host` on port 443 through `proxy`, opened within
 /// `limit`. The proxy's address is the embedder's choice, so it is not
-/// vetted like a destination's.
+/// vetted like a destination's. Any failure is the proxy's, and says so.
 async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, HttpError> {
+    open_tunnel(proxy, host, limit).await.map_err(|why| {
+        let (name, port) = (proxy.host(), proxy.port());
+        let failed = ProxyFailed(format!("the proxy {name}:{port} {why}"));
+        HttpError::Connect(std::io::Error::other(failed))
+    })
+}
+
+/// [`tunnel`], failing with what went wrong, worded after "the proxy".
+async fn open_tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, String> {
     let lookup = tokio::net::lookup_host((proxy.host(), proxy.port()));
-    let addr = lookup_within(limit, lookup)
-        .await?
-        .next()
-        .ok_or(HttpError::DnsError {
-            rcode: Some("the proxy's name has no addresses".into()),
-            info_code: None,
-        })?;
-    let mut tcp = tcp_connect(addr, limit).await?;
-    let opened = timeout(limit, async {
+    let addr = match timeout(limit, lookup).await {
+        Err(_) => return Err(format!("could not be looked up within {limit:?}")),
+        Ok(Err(e)) => return Err(format!("could not be looked up: {e}")),
+        Ok(Ok(mut found)) => found.next().ok_or("has no addresses")?,
+    };
+    let mut tcp = match timeout(limit, TcpStream::connect(addr)).await {
+        Err(_) => return Err(format!("did not accept a connection within {limit:?}")),
+        Ok(Err(e)) => return Err(format!("could not be reached: {e}")),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    let exchange = async {
         tcp.write_all(proxy.connect_request(host).as_bytes())
-            .await?;
-        read_tunnel_answer(&mut tcp).await
-    });
-    let answer = opened
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Connect)?;
-    match answer {
-        Ok(()) => Ok(tcp),
-        Err(status) => Err(HttpError::Connect(std::io::Error::other(ProxyRefused(
-            format!(
-                "the proxy {}:{} refused the tunnel to {host}: {status}",
-                proxy.host(),
-                proxy.port()
-            ),
-        )))),
+            .await
+            .map_err(|e| format!("closed the connection: {e}"))?;
+        read_tunnel_answer(&mut tcp, host).await
+    };
+    match timeout(limit, exchange).await {
+        Err(_) => Err(format!(
+            "did not answer the tunnel request within {limit:?}"
+        )),
+        Ok(Err(why)) => Err(why),
+        Ok(Ok(())) => Ok(tcp),
     }
 }
 
-/// A proxy's refusal to open a tunnel, told apart from other connection
+/// A proxy's failure to open a tunnel, told apart from other connection
 /// failures so the guest can be told the proxy is at fault (see
 /// [`crate::hooks`]).
 #[derive(Debug)]
-pub(crate) struct ProxyRefused(String);
+pub(crate) struct ProxyFailed(String);
 
-impl std::fmt::Display for ProxyRefused {
+impl std::fmt::Display for ProxyFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ProxyRefused {}
+impl std::error::Error for ProxyFailed {}
 
 /// Reads the proxy's answer to `CONNECT` up to its blank line, one byte at a
-/// time so that nothing of the tunnel is consumed. `Ok(Err(status line))`
-/// when the proxy refused.
-async fn read_tunnel_answer(tcp: &mut TcpStream) -> std::io::Result<Result<(), String>> {
+/// time so that nothing of the tunnel is consumed.
+async fn read_tunnel_answer(tcp: &mut TcpStream, host: &str) -> Result<(), String> {
     let mut head = Vec::with_capacity(256);
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() == MAX_TUNNEL_HEAD {
-            return Ok(Err(format!("its answer passed {MAX_TUNNEL_HEAD} bytes")));
+            return Err(format!("sent an answer over {MAX_TUNNEL_HEAD} bytes"));
         }
-        head.push(tcp.read_u8().await?);
+        let byte = tcp.read_u8().await;
+        head.push(byte.map_err(|e| format!("closed the connection: {e}"))?);
     }
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let line: String = String::from_utf8_lossy(line)
@@ -276,10 +282,10 @@ async fn read_tunnel_answer(tcp: &mut TcpStream) -> std::io::Result<Result<(), S
     let mut parts = line.split(' ');
     let version_ok = parts.next().is_some_and(|v| v.starts_with("HTTP/1."));
     let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-    Ok(match (version_ok, status) {
+    match (version_ok, status) {
         (true, Some(200..=299)) => Ok(()),
-        _ => Err(format!("{line:?}")),
-    })
+        _ => Err(format!("refused the tunnel to {host}: {line:?}")),
+    }
 }
 
 /// Wraps the body in the between-bytes timeout; the connection goes back to
@@ -537,7 +543,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            err.to_string().ends_with("its answer passed 8192 bytes"),
+            err.to_string().ends_with("sent an answer over 8192 bytes"),
             "{err}"
         );
 
@@ -546,7 +552,30 @@ mod tests {
         let err = tunnel(&silent, "u1.sentinelone.net", limit)
             .await
             .unwrap_err();
-        assert!(matches!(err, HttpError::ConnectionTimeout), "{err:?}");
+        assert!(
+            err.to_string()
+                .ends_with("did not answer the tunnel request within 100ms"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_proxy_is_named_as_the_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let proxy = Proxy::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        let expected = format!("connection error: the proxy 127.0.0.1:{port} could not be reached");
+        assert!(text.starts_with(&expected), "{text}");
+        let inner = match &err {
+            HttpError::Connect(e) => e.get_ref().and_then(|e| e.downcast_ref::<ProxyFailed>()),
+            _ => None,
+        };
+        assert!(inner.is_some(), "{err:?}");
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, TlsAlertReceivedP
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::audit::{AuditLog, AuditRecord, millis};
-use crate::connect::ProxyRefused;
+use crate::connect::ProxyFailed;
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -89,10 +89,11 @@ impl WasiHttpHooks for PolicyHooks {
         tls_error_code(err)
     }
 
-    /// A proxy that refused the tunnel is the platform's configuration at
-    /// fault, not the destination: the guest is told so.
+    /// A proxy that could not be reached or refused the tunnel is the
+    /// platform's configuration at fault, not the destination: the guest is
+    /// told so.
     fn p2_error_from_connect(&mut self, err: &std::io::Error) -> ErrorCode {
-        match err.get_ref().and_then(|e| e.downcast_ref::<ProxyRefused>()) {
+        match err.get_ref().and_then(|e| e.downcast_ref::<ProxyFailed>()) {
             Some(_) => ErrorCode::ConfigurationError,
             None => ErrorCode::ConnectionRefused,
         }
