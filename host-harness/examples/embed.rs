@@ -30,7 +30,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // no connector version can send its token to another host, not even
     // another *.sentinelone.net console. (`EgressPolicy::default()` allows
     // all of *.sentinelone.net.) `connect_to` routes the console to a local
-    // stand-in; in production leave it out, and requests go over HTTPS.
+    // stand-in; in production leave it out, and requests go over HTTPS,
+    // through the network's proxy if it has one:
+    // `.via_proxy(Proxy::parse("http://user:password@proxy.corp:3128")?)`,
+    // with `RuntimeConfig::trust_certificates_pem` for a proxy that
+    // re-signs TLS.
     let sim = Simulator::start().await?;
     let egress = EgressPolicy::deny_all()
         .allow_domain("u1234-s123.sentinelone.net")?
