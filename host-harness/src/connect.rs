@@ -222,17 +222,14 @@ async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream,
 /// [`tunnel`], failing with what went wrong, worded after "the proxy".
 async fn open_tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, String> {
     let lookup = tokio::net::lookup_host((proxy.host(), proxy.port()));
-    let addr = match timeout(limit, lookup).await {
-        Err(_) => return Err(format!("could not be looked up within {limit:?}")),
-        Ok(Err(e)) => return Err(format!("could not be looked up: {e}")),
-        Ok(Ok(mut found)) => found.next().ok_or("has no addresses")?,
-    };
-    let mut tcp = match timeout(limit, TcpStream::connect(addr)).await {
-        Err(_) => return Err(format!("did not accept a connection within {limit:?}")),
-        Ok(Err(e)) => return Err(format!("could not be reached: {e}")),
-        Ok(Ok(tcp)) => tcp,
-    };
-    let _ = tcp.set_nodelay(true);
+    let addr = lookup_within(limit, lookup)
+        .await
+        .map_err(|e| format!("could not be looked up: {e}"))?
+        .next()
+        .ok_or("has no addresses")?;
+    let mut tcp = tcp_connect(addr, limit)
+        .await
+        .map_err(|e| format!("could not be reached: {e}"))?;
     let exchange = async {
         tcp.write_all(proxy.connect_request(host).as_bytes())
             .await
