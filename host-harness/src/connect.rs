@@ -24,7 +24,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Sleep, sleep, timeout};
+use tokio::time::{Instant, Sleep, sleep, timeout, timeout_at};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::address::is_forbidden;
@@ -34,14 +34,35 @@ use crate::pool::{PoolKey, Pools};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
-/// The first address of `host:port` a connector may reach, looked up
-/// within `limit` (the request's connect timeout).
-pub(crate) async fn resolve(
-    host: &str,
-    port: u16,
+/// A request's connect timeout, shared by every step of opening its
+/// connection (lookup, TCP, a proxy's tunnel, TLS, the HTTP handshake):
+/// each step gets what the steps before it left, so together they never
+/// outlast the timeout, however slowly each one goes.
+#[derive(Clone, Copy, Debug)]
+struct ConnectBudget {
+    /// The whole timeout, for messages.
     limit: Duration,
-) -> Result<SocketAddr, HttpError> {
-    let found: Vec<SocketAddr> = lookup_within(limit, tokio::net::lookup_host((host, port)))
+    deadline: Instant,
+}
+
+impl ConnectBudget {
+    fn starting_now(limit: Duration) -> ConnectBudget {
+        ConnectBudget {
+            limit,
+            deadline: instant_after(limit),
+        }
+    }
+
+    /// `step`, or `None` if the budget runs out first.
+    async fn within<F: Future>(&self, step: F) -> Option<F::Output> {
+        timeout_at(self.deadline, step).await.ok()
+    }
+}
+
+/// The first address of `host:port` a connector may reach, looked up
+/// within the connect budget.
+async fn resolve(host: &str, port: u16, budget: ConnectBudget) -> Result<SocketAddr, HttpError> {
+    let found: Vec<SocketAddr> = lookup_within(budget, tokio::net::lookup_host((host, port)))
         .await?
         .collect();
     if found.is_empty() {
@@ -56,17 +77,18 @@ pub(crate) async fn resolve(
         .ok_or(HttpError::DestinationIpProhibited)
 }
 
-/// `lookup`, given up after `limit`: a lookup against an unresponsive name
-/// server would otherwise outlast the connect timeout by up to half a
-/// minute (by default glibc tries each of up to three servers twice, 5 s
-/// apiece).
+/// `lookup`, given up when the budget runs out: a lookup against an
+/// unresponsive name server would otherwise outlast the connect timeout by
+/// up to half a minute (by default glibc tries each of up to three servers
+/// twice, 5 s apiece).
 async fn lookup_within<A>(
-    limit: Duration,
+    budget: ConnectBudget,
     lookup: impl Future<Output = std::io::Result<A>>,
 ) -> Result<A, HttpError> {
-    timeout(limit, lookup)
+    budget
+        .within(lookup)
         .await
-        .map_err(|_| HttpError::DnsTimeout)?
+        .ok_or(HttpError::DnsTimeout)?
         .map_err(|e| HttpError::DnsError {
             rcode: Some(e.to_string()),
             info_code: None,
@@ -108,9 +130,10 @@ pub(crate) async fn send(
     let mut request = origin_form(request)?;
     // An idle connection is ready as soon as hyper has noted the end of its
     // previous response, which the guest has already read.
+    let budget = ConnectBudget::starting_now(timeouts.connect);
     let idle = match pools.take(&key) {
-        Some(mut sender) => match timeout(timeouts.connect, sender.ready()).await {
-            Ok(Ok(())) => Some(sender),
+        Some(mut sender) => match budget.within(sender.ready()).await {
+            Some(Ok(())) => Some(sender),
             _ => None,
         },
         None => None,
@@ -125,7 +148,7 @@ pub(crate) async fn send(
             },
         }
     }
-    let mut sender = connect(&key, pools.tls(), timeouts.connect).await?;
+    let mut sender = connect(&key, pools.tls(), budget).await?;
     let response = timeout(timeouts.first_byte, sender.send_request(request))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)?
@@ -160,44 +183,45 @@ fn origin_form(mut request: http::Request<WasiBody>) -> Result<http::Request<Was
 /// Opens a new HTTP/1.1 connection to `key`'s destination: resolving and
 /// vetting the name first (or through the proxy's tunnel), then TLS
 /// verified against the name, unless the key is an explicit loopback test
-/// route.
+/// route. Every step shares `budget`.
 async fn connect(
     key: &PoolKey,
     tls: &tokio_rustls::TlsConnector,
-    limit: Duration,
+    budget: ConnectBudget,
 ) -> Result<SendRequest<WasiBody>, HttpError> {
     let tcp = match key.route() {
-        Route::Loopback(addr) => tcp_connect(*addr, limit).await?,
-        Route::Direct => tcp_connect(resolve(key.host(), 443, limit).await?, limit).await?,
-        Route::Proxied(proxy) => tunnel(proxy, key.host(), limit).await?,
+        Route::Loopback(addr) => tcp_connect(*addr, budget).await?,
+        Route::Direct => tcp_connect(resolve(key.host(), 443, budget).await?, budget).await?,
+        Route::Proxied(proxy) => tunnel(proxy, key.host(), budget).await?,
     };
     let stream: Box<dyn Io> = match key.route() {
         Route::Direct | Route::Proxied(_) => {
             let server = rustls::pki_types::ServerName::try_from(key.host().to_owned())?;
-            let tls = timeout(limit, tls.connect(server, tcp))
+            let tls = budget
+                .within(tls.connect(server, tcp))
                 .await
-                .map_err(|_| HttpError::ConnectionTimeout)?
+                .ok_or(HttpError::ConnectionTimeout)?
                 .map_err(HttpError::Tls)?;
             Box::new(tls)
         }
         Route::Loopback(_) => Box::new(tcp),
     };
-    let (sender, conn) = timeout(
-        limit,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| HttpError::ConnectionTimeout)??;
+    let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream));
+    let (sender, conn) = budget
+        .within(handshake)
+        .await
+        .ok_or(HttpError::ConnectionTimeout)??;
     // The connection lives as long as someone holds its sender: the call
     // that opened it, then the pool.
     tokio::spawn(conn);
     Ok(sender)
 }
 
-async fn tcp_connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, HttpError> {
-    let tcp = timeout(limit, TcpStream::connect(addr))
+async fn tcp_connect(addr: SocketAddr, budget: ConnectBudget) -> Result<TcpStream, HttpError> {
+    let tcp = budget
+        .within(TcpStream::connect(addr))
         .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
+        .ok_or(HttpError::ConnectionTimeout)?
         .map_err(HttpError::Connect)?;
     // Requests are small and written whole; waiting to coalesce them only
     // adds latency.
@@ -209,10 +233,10 @@ async fn tcp_connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, Htt
 const MAX_TUNNEL_HEAD: usize = 8 * 1024;
 
 /// A `CONNECT` tunnel to `host` on port 443 through `proxy`, opened within
-/// `limit`. The proxy's address is the embedder's choice, so it is not
+/// `budget`. The proxy's address is the embedder's choice, so it is not
 /// vetted like a destination's. Any failure is the proxy's, and says so.
-async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, HttpError> {
-    open_tunnel(proxy, host, limit).await.map_err(|why| {
+async fn tunnel(proxy: &Proxy, host: &str, budget: ConnectBudget) -> Result<TcpStream, HttpError> {
+    open_tunnel(proxy, host, budget).await.map_err(|why| {
         let (name, port) = (proxy.host(), proxy.port());
         let failed = ProxyFailed(format!("the proxy {name}:{port} {why}"));
         HttpError::Connect(std::io::Error::other(failed))
@@ -220,28 +244,52 @@ async fn tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream,
 }
 
 /// [`tunnel`], failing with what went wrong, worded after "the proxy".
-async fn open_tunnel(proxy: &Proxy, host: &str, limit: Duration) -> Result<TcpStream, String> {
+async fn open_tunnel(
+    proxy: &Proxy,
+    host: &str,
+    budget: ConnectBudget,
+) -> Result<TcpStream, String> {
+    let limit = budget.limit;
     let lookup = tokio::net::lookup_host((proxy.host(), proxy.port()));
-    let addr = lookup_within(limit, lookup)
-        .await
-        .map_err(|e| format!("could not be looked up: {e}"))?
-        .next()
-        .ok_or("has no addresses")?;
-    let mut tcp = tcp_connect(addr, limit)
-        .await
-        .map_err(|e| format!("could not be reached: {e}"))?;
+    let addr = match lookup_within(budget, lookup).await {
+        Ok(mut found) => found.next().ok_or("has no addresses")?,
+        Err(HttpError::DnsTimeout) => {
+            return Err(format!("could not be looked up within {limit:?}"));
+        }
+        Err(e) => return Err(format!("could not be looked up: {}", cause(e))),
+    };
+    let mut tcp = match tcp_connect(addr, budget).await {
+        Ok(tcp) => tcp,
+        Err(HttpError::ConnectionTimeout) => {
+            return Err(format!("did not accept a connection within {limit:?}"));
+        }
+        Err(e) => return Err(format!("could not be reached: {}", cause(e))),
+    };
     let exchange = async {
         tcp.write_all(proxy.connect_request(host).as_bytes())
             .await
             .map_err(|e| format!("closed the connection: {e}"))?;
         read_tunnel_answer(&mut tcp, host).await
     };
-    match timeout(limit, exchange).await {
-        Err(_) => Err(format!(
+    match budget.within(exchange).await {
+        None => Err(format!(
             "did not answer the tunnel request within {limit:?}"
         )),
-        Ok(Err(why)) => Err(why),
-        Ok(Ok(())) => Ok(tcp),
+        Some(Err(why)) => Err(why),
+        Some(Ok(())) => Ok(tcp),
+    }
+}
+
+/// What a failed lookup or TCP connect says, without the "connection
+/// error:" or "DNS error:" its own wording adds: the proxy's message says
+/// that already.
+fn cause(error: HttpError) -> String {
+    match error {
+        HttpError::Connect(io) => io.to_string(),
+        HttpError::DnsError {
+            rcode: Some(why), ..
+        } => why,
+        other => other.to_string(),
     }
 }
 
@@ -392,6 +440,10 @@ impl Body for BetweenBytes {
 mod tests {
     use super::*;
 
+    fn budget(millis: u64) -> ConnectBudget {
+        ConnectBudget::starting_now(Duration::from_millis(millis))
+    }
+
     /// Serves one response on loopback that declares 20 body bytes, sends
     /// 10 at once, then the rest one every `gap` (or never), and returns
     /// its body wrapped as the connector's responses are.
@@ -500,7 +552,7 @@ mod tests {
     async fn a_tunnel_is_asked_for_the_destination_and_carries_bytes_untouched() {
         let (proxy, head) = proxy_answering(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
         let proxy = proxy.basic_auth("soar", "pa:ss");
-        let mut tcp = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+        let mut tcp = tunnel(&proxy, "u1.sentinelone.net", budget(5_000))
             .await
             .unwrap();
         assert_eq!(
@@ -519,7 +571,7 @@ mod tests {
         let answer =
             b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n";
         let (proxy, _) = proxy_answering(answer).await;
-        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+        let err = tunnel(&proxy, "u1.sentinelone.net", budget(5_000))
             .await
             .unwrap_err();
         let port = proxy.port();
@@ -536,7 +588,7 @@ mod tests {
     async fn an_endless_or_missing_proxy_answer_is_given_up() {
         let endless: &'static [u8] = Box::leak(vec![b'x'; 3 * MAX_TUNNEL_HEAD].into_boxed_slice());
         let (proxy, _) = proxy_answering(endless).await;
-        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+        let err = tunnel(&proxy, "u1.sentinelone.net", budget(5_000))
             .await
             .unwrap_err();
         assert!(
@@ -545,8 +597,7 @@ mod tests {
         );
 
         let (silent, _) = proxy_answering(b"").await;
-        let limit = Duration::from_millis(100);
-        let err = tunnel(&silent, "u1.sentinelone.net", limit)
+        let err = tunnel(&silent, "u1.sentinelone.net", budget(100))
             .await
             .unwrap_err();
         assert!(
@@ -562,12 +613,14 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let proxy = Proxy::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let err = tunnel(&proxy, "u1.sentinelone.net", Duration::from_secs(5))
+        let err = tunnel(&proxy, "u1.sentinelone.net", budget(5_000))
             .await
             .unwrap_err();
         let text = err.to_string();
-        let expected = format!("connection error: the proxy 127.0.0.1:{port} could not be reached");
+        let expected =
+            format!("connection error: the proxy 127.0.0.1:{port} could not be reached: ");
         assert!(text.starts_with(&expected), "{text}");
+        assert_eq!(text.matches("connection error").count(), 1, "{text}");
         let inner = match &err {
             HttpError::Connect(e) => e.get_ref().and_then(|e| e.downcast_ref::<ProxyFailed>()),
             _ => None,
@@ -576,9 +629,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_steps_of_a_connection_share_one_connect_timeout() {
+        // The proxy takes 60% of the timeout to open the tunnel, and the
+        // console behind it never answers TLS. Were each step given the
+        // whole timeout, the connection would be given up only after 160%.
+        let limit = Duration::from_millis(1_000);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(socket.read_u8().await.unwrap());
+            }
+            sleep(limit * 6 / 10).await;
+            socket
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+        });
+        let proxy = Proxy::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let key = PoolKey::new(
+            "tenant".into(),
+            "u1.sentinelone.net".into(),
+            Route::Proxied(Arc::new(proxy)),
+        );
+        let tls = crate::RuntimeConfig::default().tls();
+        let started = std::time::Instant::now();
+        let result = connect(&key, &tls, ConnectBudget::starting_now(limit)).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(HttpError::ConnectionTimeout)),
+            "{:?}",
+            result.err()
+        );
+        assert!(took >= limit && took < limit * 14 / 10, "{took:?}");
+    }
+
+    #[tokio::test]
     async fn names_resolving_to_loopback_are_refused() {
         assert!(matches!(
-            resolve("localhost", 443, Duration::from_secs(5)).await,
+            resolve("localhost", 443, budget(5_000)).await,
             Err(HttpError::DestinationIpProhibited)
         ));
     }
@@ -588,7 +680,7 @@ mod tests {
         let limit = Duration::from_millis(50);
         let unanswered = std::future::pending::<std::io::Result<()>>();
         let started = std::time::Instant::now();
-        let result = lookup_within(limit, unanswered).await;
+        let result = lookup_within(ConnectBudget::starting_now(limit), unanswered).await;
         assert!(matches!(result, Err(HttpError::DnsTimeout)), "{result:?}");
         assert!(started.elapsed() >= limit);
     }
