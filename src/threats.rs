@@ -6,7 +6,8 @@
 //! &sortBy=updatedAt&sortOrder=asc`, following `pagination.nextCursor` on
 //! later calls. The checkpoint holds the watermark (the newest `updatedAt`
 //! delivered), the versions already delivered at exactly that instant (the
-//! next query includes them again), and a cursor in progress.
+//! next query includes them again while more could still appear there; see
+//! [`SETTLE_MICROS`]), and a cursor in progress.
 
 use alloc::{
     borrow::ToOwned,
@@ -32,6 +33,14 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 /// First-run look-back when the caller passes none: 24 hours.
 pub const DEFAULT_LOOKBACK_SECS: u64 = 24 * 3600;
+/// How long after the watermark a new query still starts at it rather than
+/// just after it, in microseconds (5 minutes), so that a version written at
+/// that same instant but shown late by the console is still read. After
+/// that the versions at the watermark, all delivered, are not downloaded
+/// again: a bulk action can give thousands of threats one `updatedAt`, and a
+/// quiet console would otherwise send them all on every poll until some
+/// newer update came.
+const SETTLE_MICROS: i64 = 5 * 60 * 1_000_000;
 /// Marks a checkpoint of this connector, version 1.
 const CHECKPOINT_PREFIX: &str = "s1-threats-v1:";
 
@@ -187,7 +196,7 @@ pub fn fetch<T: Transport>(
     };
     let (mut since, mut cursor) = match &state.cursor {
         Some((cursor, since)) => (*since, Some(cursor.clone())),
-        None => (state.watermark, None),
+        None => (query_start(&state, now_micros), None),
     };
     let mut warnings = Vec::new();
     let (mut path, mut response) =
@@ -204,6 +213,8 @@ pub fn fetch<T: Transport>(
             body::summarize(&response.body),
             format_rfc3339_micros(state.watermark)
         ));
+        // The query stopped midway, so versions at the watermark may be
+        // unread: start at it, however settled.
         (since, cursor) = (state.watermark, None);
         (path, response) = read_page(client, since, None, page_size, &mut warnings)?;
     }
@@ -333,6 +344,20 @@ fn read_page<T: Transport>(
     }
 }
 
+/// Where a new query starts: at the watermark, or just after it once the
+/// versions delivered there have settled (see [`SETTLE_MICROS`]). Only a
+/// query that ran to its end leaves no cursor behind, so by then every
+/// version at the watermark the console showed has been read.
+fn query_start(state: &Checkpoint, now_micros: i64) -> i64 {
+    let settled =
+        !state.seen.is_empty() && now_micros.saturating_sub(state.watermark) >= SETTLE_MICROS;
+    if settled {
+        state.watermark.saturating_add(1)
+    } else {
+        state.watermark
+    }
+}
+
 /// Moves the watermark to the newest delivered version and remembers the
 /// versions delivered at it.
 fn advance(state: &mut Checkpoint, delivered: &[(String, i64)]) {
@@ -405,16 +430,16 @@ mod tests {
     }
 
     fn fetch_with(t: &mut Scripted, checkpoint: Option<&str>) -> Result<ThreatPage> {
+        fetch_at(t, checkpoint, NOW)
+    }
+
+    fn fetch_at(t: &mut Scripted, checkpoint: Option<&str>, now: i64) -> Result<ThreatPage> {
         let mut client = t.client("u1", "tok-12345");
-        fetch(
-            &mut client,
-            checkpoint,
-            FetchOptions {
-                page_size: 2,
-                lookback_secs: None,
-            },
-            NOW,
-        )
+        let options = FetchOptions {
+            page_size: 2,
+            lookback_secs: None,
+        };
+        fetch(&mut client, checkpoint, options, now)
     }
 
     #[test]
@@ -450,9 +475,11 @@ mod tests {
 
     #[test]
     fn follows_cursors_and_dedupes_the_overlap_at_the_watermark() {
-        let a = threat("1", "2026-05-28T10:00:00.000001Z");
-        let b = threat("2", "2026-05-28T10:00:00.000002Z");
-        let c = threat("3", "2026-05-28T10:00:00.000002Z");
+        // Updated a minute and a half before `NOW`: versions at the
+        // watermark may still appear, so the next query starts at it.
+        let a = threat("1", "2026-05-28T20:25:00.000001Z");
+        let b = threat("2", "2026-05-28T20:25:00.000002Z");
+        let c = threat("3", "2026-05-28T20:25:00.000002Z");
         let mut t = Scripted::default()
             .reply(200, &page(&[a.clone(), b.clone()], Some("cur+/=")))
             .reply(200, &page(core::slice::from_ref(&c), None))
@@ -476,7 +503,7 @@ mod tests {
         assert!(
             t.sent[2]
                 .path_and_query
-                .contains("updatedAt__gte=2026-05-28T10%3A00%3A00.000002Z")
+                .contains("updatedAt__gte=2026-05-28T20%3A25%3A00.000002Z")
         );
         let ids = |p: &ThreatPage| p.threats.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
         assert_eq!(
@@ -513,6 +540,53 @@ mod tests {
             .map(|t| (t.id.as_str(), t.updated_at.as_deref()))
             .collect();
         assert_eq!(ids, [("700", Some("2026-05-28T10:00:01Z"))]);
+    }
+
+    #[test]
+    fn a_settled_plateau_is_not_downloaded_again() {
+        // A bulk action gave three threats one `updatedAt`. Polls within
+        // five minutes of it read them again in case more appear at that
+        // instant; later polls start just after it.
+        const AT: &str = "2026-05-28T10:00:00Z";
+        let minutes_after = |m: i64| parse_rfc3339_micros(AT).unwrap() + m * 60_000_000;
+        let plateau: Vec<Value> = (0..3).map(|n| threat(&n.to_string(), AT)).collect();
+        let newer = threat("9", "2026-05-28T10:05:30Z");
+        let mut t = Scripted::default()
+            .reply(200, &page(&plateau[..2], Some("c1")))
+            .reply(200, &page(&plateau[2..], None))
+            .reply(200, &page(&plateau, None))
+            .reply(200, &page(core::slice::from_ref(&newer), None));
+        let p1 = fetch_at(&mut t, None, minutes_after(1)).unwrap();
+        // A query in progress keeps where it started, settled or not.
+        let p2 = fetch_at(&mut t, Some(&p1.checkpoint), minutes_after(6)).unwrap();
+        let p3 = fetch_at(&mut t, Some(&p2.checkpoint), minutes_after(4)).unwrap();
+        let p4 = fetch_at(&mut t, Some(&p3.checkpoint), minutes_after(6)).unwrap();
+        let starts: Vec<&str> = t
+            .sent
+            .iter()
+            .map(|r| {
+                let query = r.path_and_query.split_once("updatedAt__gte=").unwrap().1;
+                query.split_once('&').unwrap().0
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "2026-05-27T10%3A01%3A00.000000Z",
+                "2026-05-27T10%3A01%3A00.000000Z",
+                "2026-05-28T10%3A00%3A00.000000Z",
+                "2026-05-28T10%3A00%3A00.000001Z",
+            ]
+        );
+        assert!(t.sent[1].path_and_query.ends_with("&cursor=c1"));
+        let ids = |p: &ThreatPage| p.threats.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&p1), ["0", "1"]);
+        assert_eq!(ids(&p2), ["2"]);
+        assert!(
+            p3.threats.is_empty(),
+            "the plateau read again is not delivered twice"
+        );
+        assert_eq!(ids(&p4), ["9"]);
     }
 
     #[test]
