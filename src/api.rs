@@ -189,7 +189,8 @@ impl<'t, T: Transport> Client<'t, T> {
                 "The hostname {host} does not resolve. Check the Management Hostname: it is the \
                  part of your console's address before .sentinelone.net (for \
                  https://{label}.sentinelone.net enter {label}), as shown in the browser's \
-                 address bar when you are signed in."
+                 address bar when you are signed in. If the hostname is right, the SOAR platform \
+                 may reach the internet only through a proxy, which it must be set to use."
             )),
             TransportError::DnsTimeout => Error::Unreachable(format!(
                 "Looking up {host} timed out: the SOAR platform's DNS servers did not answer. \

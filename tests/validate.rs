@@ -434,6 +434,12 @@ async fn unresolvable_hostname_is_unreachable_naming_the_host_and_the_fix() {
         "{err:?}"
     );
     assert!(err.message().contains("before .sentinelone.net"));
+    // A network that reaches the internet only through a proxy often
+    // resolves no outside names either.
+    assert!(
+        err.message()
+            .ends_with("through a proxy, which it must be set to use.")
+    );
 }
 
 #[tokio::test]
