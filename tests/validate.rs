@@ -426,6 +426,11 @@ async fn unresolvable_hostname_is_unreachable_naming_the_host_and_the_fix() {
             &policy,
         )
         .await;
+    let audited = &outcome.requests[0].outcome;
+    assert!(
+        audited.starts_with("error: the name did not resolve: "),
+        "{audited}"
+    );
     let err = connector_error(outcome);
     assert_eq!(err.kind(), "unreachable");
     assert!(

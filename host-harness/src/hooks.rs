@@ -291,6 +291,12 @@ fn outcome_of(error: &HttpError) -> String {
         HttpError::DestinationIpProhibited => {
             "denied: the name resolves to a forbidden address".into()
         }
+        // wasmtime words these "DNS error: rcode <text>", after the DNS
+        // field the text is carried in.
+        HttpError::DnsError {
+            rcode: Some(why), ..
+        } => format!("error: the name did not resolve: {why}"),
+        HttpError::DnsTimeout => "error: the name lookup timed out".into(),
         other => format!("error: {other}"),
     }
 }
