@@ -630,10 +630,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_steps_of_a_connection_share_one_connect_timeout() {
-        // The proxy takes 60% of the timeout to open the tunnel, and the
+        // The proxy takes half the timeout to open the tunnel, and the
         // console behind it never answers TLS. Were each step given the
-        // whole timeout, the connection would be given up only after 160%.
-        let limit = Duration::from_millis(1_000);
+        // whole timeout, the connection would be given up only after 150%.
+        // (Halves leave a loaded machine room either way.)
+        let limit = Duration::from_millis(2_000);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -642,7 +643,7 @@ mod tests {
             while !head.ends_with(b"\r\n\r\n") {
                 head.push(socket.read_u8().await.unwrap());
             }
-            sleep(limit * 6 / 10).await;
+            sleep(limit / 2).await;
             socket
                 .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 .await
@@ -664,7 +665,7 @@ mod tests {
             "{:?}",
             result.err()
         );
-        assert!(took >= limit && took < limit * 14 / 10, "{took:?}");
+        assert!(took >= limit && took < limit * 13 / 10, "{took:?}");
     }
 
     #[tokio::test]
