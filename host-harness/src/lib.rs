@@ -71,6 +71,7 @@ pub const COMPONENT: &[u8] =
 /// recurses, floods requests, traps, counts calls in a global, fetches a
 /// given authority or uploads a huge body, chosen by the connection's
 /// `management-host` (`spin`, `grow`, `recurse`, `flood`, `trap`, `state`,
-/// `fetch:<authority>`, `post:<MiB>`).
+/// `fetch:<authority>`, `post:<MiB>`); its `describe` grows memory without
+/// bound.
 pub const HOSTILE_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/hostile_connector.wasm"));

@@ -582,10 +582,14 @@ impl Runtime {
             let result = async {
                 let _slot = self.slot(&policy).await?;
                 let (mut store, _) = self.store(policy.clone(), None);
-                self.run(&mut store, policy.deadline, |instance, exports, store| {
-                    Box::pin(async move { invoke(store, &instance, &exports.describe, ()).await })
-                })
-                .await
+                let result = self
+                    .run(&mut store, policy.deadline, |instance, exports, store| {
+                        Box::pin(
+                            async move { invoke(store, &instance, &exports.describe, ()).await },
+                        )
+                    })
+                    .await;
+                enforce_limits(result, store.data(), &policy)
             }
             .await;
             call.end_host(result)
@@ -861,11 +865,11 @@ async fn instantiate(
 /// is out of CPU budget, and a guest that sent too many requests, too large
 /// a body, or to a refused destination without reporting `egress-denied`,
 /// has its result discarded.
-fn enforce_limits<T>(
-    result: Result<Result<T, ConnectorError>, HostError>,
+fn enforce_limits<A: Answer>(
+    result: Result<A, HostError>,
     state: &CallState,
     policy: &CallPolicy,
-) -> Result<Result<T, ConnectorError>, HostError> {
+) -> Result<A, HostError> {
     if state.cpu.exceeded {
         return Err(HostError::CpuBudget(policy.cpu_budget));
     }
@@ -889,12 +893,32 @@ fn enforce_limits<T>(
         return Err(HostError::RequestTooLarge(policy.max_request_bytes));
     }
     if let Some(destination) = state.hooks.violations.first_denied() {
-        let reported = matches!(result, Ok(Err(ConnectorError::EgressDenied(_))));
+        let reported = matches!(&result, Ok(answer) if answer.reports_egress_denied());
         if !reported && !stopped {
             return Err(HostError::EgressDenied(destination));
         }
     }
     result
+}
+
+/// A call's answer, as [`enforce_limits`] sees it.
+trait Answer {
+    /// Whether the connector itself reported a refused destination, so
+    /// that its answer stands.
+    fn reports_egress_denied(&self) -> bool;
+}
+
+impl<T> Answer for Result<T, ConnectorError> {
+    fn reports_egress_denied(&self) -> bool {
+        matches!(self, Err(ConnectorError::EgressDenied(_)))
+    }
+}
+
+/// `describe`, which has no errors of its own.
+impl Answer for ConnectorInfo {
+    fn reports_egress_denied(&self) -> bool {
+        false
+    }
 }
 
 /// The most of an error's text a call hands back: room for any real

@@ -34,6 +34,9 @@
 //!   (the `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
 //!
+//! `describe`, which has no input to choose by, allocates without bound
+//! (memory limit), like `grow`.
+//!
 //! Compiled only for wasm32; natively this crate is empty.
 
 #![cfg(target_arch = "wasm32")]
@@ -212,16 +215,18 @@ fn upload(mib: usize) -> String {
     format!("wrote {written} bytes; then {:?}", pending.get())
 }
 
+/// Allocates, and writes to, a MiB at a time until the host says no.
+fn hoard_without_bound() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        core::hint::black_box(&hoard);
+    }
+}
+
 impl c::Guest for Hostile {
     fn describe() -> c::ConnectorInfo {
-        c::ConnectorInfo {
-            id: "hostile".into(),
-            name: "Hostile".into(),
-            version: "0.0.0".into(),
-            description: "Misbehaves on purpose.".into(),
-            connection_fields: vec![],
-            actions: vec![],
-        }
+        hoard_without_bound()
     }
 
     fn validate_connection(conn: t::Connection) -> Result<c::ConnectionReport, t::ConnectorError> {
@@ -268,13 +273,7 @@ impl c::Guest for Hostile {
                 }
                 user = waits.to_string();
             }
-            "grow" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    core::hint::black_box(&hoard);
-                }
-            }
+            "grow" => hoard_without_bound(),
             "recurse" => {
                 let mut pad = [0u8; 256];
                 let _ = core::hint::black_box(recurse(0, &mut pad));
