@@ -255,7 +255,11 @@ async fn ten_thousand_requests_stop_at_the_default_cap() {
 async fn a_panic_is_a_trap() {
     let err = host_error(misbehave("trap", &CallPolicy::default()).await);
     assert_eq!(err.kind(), "trap");
-    assert!(err.to_string().contains("unreachable"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the connector crashed: it panicked or aborted (wasm trap: wasm `unreachable` \
+         instruction executed)"
+    );
 }
 
 #[tokio::test]

@@ -263,9 +263,26 @@ pub(crate) fn trap(error: wasmtime::Error) -> HostError {
         ));
     }
     HostError::Trap(match error.downcast_ref::<wasmtime::Trap>() {
-        Some(code) => format!("wasm trap: {code}"),
+        Some(code) => trap_reason(*code),
         None => error.root_cause().to_string(),
     })
+}
+
+/// What a trap code means for the person reading the error, then the code
+/// as wasmtime words it (`wasm trap: ...`).
+fn trap_reason(code: wasmtime::Trap) -> String {
+    let meaning = match code {
+        // What a Rust guest's panic (`panic = "abort"`) or `abort()` runs.
+        wasmtime::Trap::UnreachableCodeReached => "it panicked or aborted",
+        // A Rust guest's shadow stack lives in linear memory, so running
+        // out of it is usually an out-of-bounds access too.
+        wasmtime::Trap::MemoryOutOfBounds => {
+            "it accessed memory out of bounds, or ran out of stack"
+        }
+        wasmtime::Trap::StackOverflow => "it ran out of stack",
+        _ => return code.to_string(),
+    };
+    format!("{meaning} ({code})")
 }
 
 /// Which of `policy`'s host-memory limits a trap with `reason` ran into, as
