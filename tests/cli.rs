@@ -264,6 +264,15 @@ async fn exit_statuses_and_json_shape() {
     .await;
     assert_eq!(endless.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&endless.stderr).contains("is over 65536 bytes"));
+    // So are a CA file and a component file that never end.
+    for (flag, cap) in [("--ca-file", 4 << 20), ("--component", 64 << 20)] {
+        let mut args = vec![flag.to_owned(), "/dev/zero".to_owned()];
+        args.extend(validate_args(&sim, "canary", &[]));
+        let endless = run(args, env.clone()).await;
+        assert_eq!(endless.status.code(), Some(2));
+        let expected = format!("{flag} /dev/zero is over {cap} bytes");
+        assert!(String::from_utf8_lossy(&endless.stderr).contains(&expected));
+    }
     let mut args = vec!["threats".into(), "--console".into(), "canary".into()];
     args.extend(["--checkpoint-file".into(), "/dev/zero".into()]);
     let endless = run(args, env.clone()).await;

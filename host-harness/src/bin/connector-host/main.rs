@@ -28,13 +28,14 @@ mod ingest;
 mod output;
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{CallError, Runtime, RuntimeConfig};
 
-use args::{Cli, Command, UsageError};
+use args::{Cli, Command, UsageError, read_capped};
 use output::Printer;
 
 fn main() -> ExitCode {
@@ -137,20 +138,38 @@ fn runtime_config(cli: &Cli) -> Result<RuntimeConfig, UsageError> {
     let Some(path) = &cli.ca_file else {
         return Ok(config);
     };
-    let pem = std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read --ca-file {}: {e}", path.display())))?;
+    let pem = read_flag_file("--ca-file", path, MAX_CA_FILE)?;
     config
         .trust_certificates_pem(&pem)
         .map_err(|e| UsageError(format!("--ca-file {}: {e}", path.display())))
+}
+
+/// Largest `--ca-file` read: a whole public CA bundle is about 220 KB.
+const MAX_CA_FILE: u64 = 4 << 20;
+/// Largest `--component` read: the built-in connector is about 400 KB.
+const MAX_COMPONENT_FILE: u64 = 64 << 20;
+
+/// The file a command-line `flag` names, refused past `cap` bytes rather
+/// than read until memory runs out (`/dev/zero`, a pipe).
+fn read_flag_file(flag: &str, path: &Path, cap: u64) -> Result<Vec<u8>, UsageError> {
+    match read_capped(path, cap) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(UsageError(format!(
+            "{flag} {} is over {cap} bytes",
+            path.display()
+        ))),
+        Err(e) => Err(UsageError(format!(
+            "cannot read {flag} {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The `--component` file's bytes, or the built-in connector's (borrowed,
 /// not copied).
 fn component(cli: &Cli) -> Result<Cow<'static, [u8]>, UsageError> {
     match &cli.component {
-        Some(path) => std::fs::read(path)
-            .map(Cow::Owned)
-            .map_err(|e| UsageError(format!("cannot read --component {}: {e}", path.display()))),
+        Some(path) => read_flag_file("--component", path, MAX_COMPONENT_FILE).map(Cow::Owned),
         None => Ok(Cow::Borrowed(connector_host::COMPONENT)),
     }
 }
