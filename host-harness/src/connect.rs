@@ -444,21 +444,24 @@ mod tests {
         ConnectBudget::starting_now(Duration::from_millis(millis))
     }
 
+    /// A test server's first connection, and the request head read from it.
+    async fn accept_head(listener: tokio::net::TcpListener) -> (TcpStream, Vec<u8>) {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(socket.read_u8().await.unwrap());
+        }
+        (socket, head)
+    }
+
     /// Serves one response on loopback that declares 20 body bytes, sends
     /// 10 at once, then the rest one every `gap` (or never), and returns
     /// its body wrapped as the connector's responses are.
     async fn body_from_server(gap: Option<Duration>, limit: Duration) -> BetweenBytes {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8];
-                socket.read_exact(&mut byte).await.unwrap();
-                head.push(byte[0]);
-            }
+            let (mut socket, _) = accept_head(listener).await;
             let start = b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789";
             socket.write_all(start).await.unwrap();
             match gap {
@@ -529,11 +532,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                head.push(socket.read_u8().await.unwrap());
-            }
+            let (mut socket, head) = accept_head(listener).await;
             let _ = tx.send(String::from_utf8(head).unwrap());
             socket.write_all(answer).await.unwrap();
             let mut echo = [0u8; 4];
@@ -638,11 +637,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                head.push(socket.read_u8().await.unwrap());
-            }
+            let (mut socket, _) = accept_head(listener).await;
             sleep(limit / 2).await;
             socket
                 .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
