@@ -177,7 +177,6 @@ impl<'t, T: Transport> Client<'t, T> {
 
     fn transport_error(&self, error: TransportError, method: Method, path: &str) -> Error {
         let host = self.console.host();
-        let label = self.console.label();
         let what = what(method, path);
         match error {
             TransportError::Denied => Error::EgressDenied(format!(
@@ -186,11 +185,10 @@ impl<'t, T: Transport> Client<'t, T> {
                  its domain; otherwise correct the Management Hostname."
             )),
             TransportError::Dns => Error::Unreachable(format!(
-                "The hostname {host} does not resolve. Check the Management Hostname: it is the \
-                 part of your console's address before .sentinelone.net (for \
-                 https://{label}.sentinelone.net enter {label}), as shown in the browser's \
-                 address bar when you are signed in. If the hostname is right, the SOAR platform \
-                 may reach the internet only through a proxy, which it must be set to use."
+                "The hostname {host} does not resolve. Check the Management Hostname: {} If the \
+                 hostname is right, the SOAR platform may reach the internet only through a \
+                 proxy, which it must be set to use.",
+                self.where_to_find_hostname()
             )),
             TransportError::DnsTimeout => Error::Unreachable(format!(
                 "Looking up {host} timed out: the SOAR platform's DNS servers did not answer. \
@@ -226,6 +224,25 @@ impl<'t, T: Transport> Client<'t, T> {
                 "The request {what} to {host} failed: {}",
                 body::full_stop(&body::quote(&detail))
             )),
+        }
+    }
+
+    /// Where the user finds the right Management Hostname. The usual
+    /// "part before .sentinelone.net" advice would mislead for a console
+    /// on a domain of its own, whose whole name is what they enter.
+    fn where_to_find_hostname(&self) -> String {
+        let label = self.console.label();
+        if label == self.console.host() {
+            "for a console outside sentinelone.net it is the whole hostname, exactly as shown \
+             in the browser's address bar when you are signed in (a SentinelOne cloud console's \
+             ends in .sentinelone.net: for https://u1234-s123.sentinelone.net enter u1234-s123)."
+                .to_owned()
+        } else {
+            format!(
+                "it is the part of your console's address before .sentinelone.net (for \
+                 https://{label}.sentinelone.net enter {label}), as shown in the browser's \
+                 address bar when you are signed in."
+            )
         }
     }
 
@@ -575,6 +592,26 @@ mod tests {
             assert!(err.message().contains(needle), "{err}");
             assert_eq!(t.sent.len(), 1, "transport errors are not retried");
         }
+    }
+
+    #[test]
+    fn an_unresolvable_console_of_its_own_domain_is_not_told_to_drop_a_suffix() {
+        let mut t = Scripted::default().fail(TransportError::Dns);
+        let err = t
+            .client("edr.example.com", "tok-1234")
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap_err();
+        assert_eq!(err.kind(), "unreachable");
+        let message = err.message();
+        assert!(
+            message.contains("edr.example.com does not resolve"),
+            "{err}"
+        );
+        assert!(message.contains("it is the whole hostname"), "{err}");
+        assert!(
+            !message.contains("edr.example.com.sentinelone.net"),
+            "{err}"
+        );
     }
 
     #[test]

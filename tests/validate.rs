@@ -438,7 +438,16 @@ async fn unresolvable_hostname_is_unreachable_naming_the_host_and_the_fix() {
             .contains("no-such-tenant.invalid does not resolve"),
         "{err:?}"
     );
-    assert!(err.message().contains("before .sentinelone.net"));
+    // The console is on a domain of its own: its whole name is entered.
+    assert!(
+        err.message()
+            .contains("outside sentinelone.net it is the whole hostname"),
+        "{err:?}"
+    );
+    assert!(
+        !err.message().contains("invalid.sentinelone.net"),
+        "{err:?}"
+    );
     // A network that reaches the internet only through a proxy often
     // resolves no outside names either.
     assert!(
