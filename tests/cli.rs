@@ -25,6 +25,16 @@ async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
             .env_remove("S1_API_TOKEN")
             .env_remove("S1_CONSOLE")
             .env("RUST_LOG", LOG_EVERYTHING);
+        // A proxy set where the tests run must not change their routes.
+        for proxy_var in [
+            "S1_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "no_proxy",
+            "NO_PROXY",
+        ] {
+            cmd.env_remove(proxy_var);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -630,4 +640,115 @@ async fn an_unusable_proxy_or_ca_file_is_a_usage_error_that_shows_no_password() 
         text(&out)
     );
     assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn https_proxy_and_no_proxy_are_read_as_curl_reads_them() {
+    // Nothing listens on ports 1 and 2, so each request's audit line names
+    // the proxy it went to, or shows the direct route's own name lookup
+    // (`.invalid` never resolves).
+    let args = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "validate",
+            "--console",
+            "s1.example.invalid",
+            "--allow-domain",
+            "example.invalid",
+            "--timeout",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let env = |vars: &[(&'static str, &str)]| {
+        let mut env = vec![("S1_API_TOKEN", CANARY.to_owned())];
+        env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    let via_1 = "the proxy 127.0.0.1:1 could not be reached";
+    let direct = "error: the name";
+    // (environment, extra arguments, what the output shows)
+    type Case<'a> = (&'a [(&'static str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 7] = [
+        (
+            &[("HTTPS_PROXY", "http://soar:hunter2@127.0.0.1:1")],
+            &[],
+            via_1,
+        ),
+        // Without a scheme, as curl reads it.
+        (&[("https_proxy", "127.0.0.1:1")], &[], via_1),
+        // S1_PROXY is the connector's own setting, so it wins.
+        (
+            &[
+                ("S1_PROXY", "http://127.0.0.1:2"),
+                ("HTTPS_PROXY", "http://127.0.0.1:1"),
+            ],
+            &[],
+            "the proxy 127.0.0.1:2 could not be reached",
+        ),
+        (
+            &[
+                ("HTTPS_PROXY", "http://127.0.0.1:1"),
+                (
+                    "NO_PROXY",
+                    "localhost, 10.0.0.0/8,[::1],under_score,.example.invalid",
+                ),
+            ],
+            &[],
+            direct,
+        ),
+        (
+            &[("HTTPS_PROXY", "http://127.0.0.1:1"), ("no_proxy", "*")],
+            &[],
+            direct,
+        ),
+        (
+            &[
+                ("HTTPS_PROXY", "http://127.0.0.1:1"),
+                ("NO_PROXY", "other.example"),
+            ],
+            &[],
+            via_1,
+        ),
+        (
+            &[("HTTPS_PROXY", "http://127.0.0.1:1"), ("NO_PROXY", "*")],
+            &["--no-proxy", "s1.example.invalid:443"],
+            direct,
+        ),
+    ];
+    for (vars, extra, expected) in cases {
+        let out = run(args(extra), env(vars)).await;
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{vars:?}: {text}");
+        assert!(text.contains(expected), "{vars:?} {extra:?}: {text}");
+        if expected == direct {
+            assert!(!text.contains("the proxy 127.0.0.1"), "{vars:?}: {text}");
+        }
+        assert!(
+            !text.contains("hunter2") && !text.contains(CANARY),
+            "{text}"
+        );
+    }
+
+    // A proxy variable or list that cannot be used stops before any request.
+    for (vars, extra, why) in [
+        (
+            &[("HTTPS_PROXY", "https://soar:hunter2@10.0.0.8:3128")][..],
+            &[][..],
+            "HTTPS_PROXY: the proxy address is unusable: only http:// proxies",
+        ),
+        (
+            &[("HTTPS_PROXY", "http://127.0.0.1:1")][..],
+            &["--no-proxy", "localhost,s1 example.invalid"][..],
+            "--no-proxy: \"s1 example.invalid\" is not a domain name",
+        ),
+    ] {
+        let out = run(args(extra), env(vars)).await;
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{vars:?}: {text}");
+        assert!(text.contains(why), "{vars:?}: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 }

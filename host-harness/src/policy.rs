@@ -19,6 +19,8 @@ pub struct EgressPolicy {
     allowed_suffixes: Vec<String>,
     connect_to: HashMap<String, SocketAddr>,
     proxy: Option<Arc<Proxy>>,
+    /// Domains reached directly even when `proxy` is set.
+    bypass_proxy: Vec<String>,
 }
 
 impl Default for EgressPolicy {
@@ -28,6 +30,7 @@ impl Default for EgressPolicy {
             allowed_suffixes: vec!["sentinelone.net".into()],
             connect_to: HashMap::new(),
             proxy: None,
+            bypass_proxy: Vec::new(),
         }
     }
 }
@@ -51,12 +54,21 @@ pub struct Proxy {
 
 impl Proxy {
     /// Parses `http://[user:password@]host:port`, as `HTTPS_PROXY` is
-    /// usually written; the port defaults to 80. User and password may be
+    /// usually written; the port defaults to 80, and a value without a
+    /// scheme means `http://`, as curl reads it. User and password may be
     /// percent-encoded.
     pub fn parse(url: &str) -> Result<Proxy, PolicyError> {
         // Never echo the value: it may hold a password.
         let bad = |why: &str| Err(PolicyError(format!("the proxy address is unusable: {why}")));
-        let Ok(parsed) = url::Url::parse(url.trim()) else {
+        let url = url.trim();
+        let with_scheme;
+        let url = if url.contains("://") {
+            url
+        } else {
+            with_scheme = format!("http://{url}");
+            &with_scheme
+        };
+        let Ok(parsed) = url::Url::parse(url) else {
             return bad("expected http://host:port or http://user:password@host:port");
         };
         if parsed.scheme() != "http" {
@@ -152,6 +164,7 @@ impl EgressPolicy {
             allowed_suffixes: Vec::new(),
             connect_to: HashMap::new(),
             proxy: None,
+            bypass_proxy: Vec::new(),
         }
     }
 
@@ -168,24 +181,33 @@ impl EgressPolicy {
         self.proxy.as_deref()
     }
 
+    /// Reaches `domain` and its subdomains directly even when a proxy is
+    /// set, as an entry of `NO_PROXY` does: for a console the platform's
+    /// network reaches without its proxy. It changes only the route; the
+    /// allow-list and the address checks of a direct connection still
+    /// apply.
+    pub fn bypass_proxy(mut self, domain: &str) -> Result<Self, PolicyError> {
+        let domain = domain_name(domain).ok_or_else(|| {
+            PolicyError(format!(
+                "{domain:?} is not a domain name to reach without the proxy (expected e.g. \
+                 corp.example or s1.corp.example)"
+            ))
+        })?;
+        if !self.bypass_proxy.contains(&domain) {
+            self.bypass_proxy.push(domain);
+        }
+        Ok(self)
+    }
+
     /// Also allows `suffix` and its subdomains (`example.com` allows
     /// `a.example.com` but not `badexample.com`).
     pub fn allow_domain(mut self, suffix: &str) -> Result<Self, PolicyError> {
-        let suffix = suffix
-            .trim()
-            .trim_start_matches('.')
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let valid = !suffix.is_empty()
-            && suffix.len() <= 253
-            && suffix.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !valid {
-            return Err(PolicyError(format!(
-                "--allow-domain {suffix:?} is not a domain name (expected e.g. sentinelone.net)"
-            )));
-        }
+        let suffix = domain_name(suffix).ok_or_else(|| {
+            PolicyError(format!(
+                "--allow-domain {:?} is not a domain name (expected e.g. sentinelone.net)",
+                suffix.trim()
+            ))
+        })?;
         if !self.allowed_suffixes.contains(&suffix) {
             self.allowed_suffixes.push(suffix);
         }
@@ -248,22 +270,38 @@ impl EgressPolicy {
             ));
         }
         let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-        let allowed = self.allowed_suffixes.iter().any(|s| {
-            host == *s
-                || host
-                    .strip_suffix(s.as_str())
-                    .is_some_and(|h| h.ends_with('.'))
-        });
-        if !allowed {
+        if !self.allowed_suffixes.iter().any(|s| is_under(&host, s)) {
             return Err(format!("{host} is not under an allowed domain"));
         }
+        let bypass = || self.bypass_proxy.iter().any(|d| is_under(&host, d));
         let route = match (self.connect_to.get(&host), &self.proxy) {
             (Some(addr), _) => Route::Loopback(*addr),
-            (None, Some(proxy)) => Route::Proxied(proxy.clone()),
-            (None, None) => Route::Direct,
+            (None, Some(proxy)) if !bypass() => Route::Proxied(proxy.clone()),
+            (None, _) => Route::Direct,
         };
         Ok((host, route))
     }
+}
+
+/// `name` lower-cased without surrounding dots, if it is a DNS name.
+fn domain_name(name: &str) -> Option<String> {
+    let name = name
+        .trim()
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    valid.then_some(name)
+}
+
+/// Whether `host` is `domain` or one of its subdomains (`a.example.com`
+/// is under `example.com`; `badexample.com` is not).
+fn is_under(host: &str, domain: &str) -> bool {
+    host == domain || host.strip_suffix(domain).is_some_and(|h| h.ends_with('.'))
 }
 
 /// Everything the embedder sets for one call.
@@ -506,8 +544,17 @@ mod tests {
         // The password never shows, in a debug print or an error.
         assert!(!format!("{with_user:?}").contains("cEBzczp3b3Jk"));
         assert!(format!("{with_user:?}").contains("[redacted]"));
+        // Without a scheme, http:// is meant, as curl reads it.
+        let bare = Proxy::parse("soar:pw@proxy.corp:3128").unwrap();
+        assert_eq!((bare.host(), bare.port()), ("proxy.corp", 3128));
+        assert_eq!(
+            bare,
+            Proxy::parse("http://proxy.corp:3128")
+                .unwrap()
+                .basic_auth("soar", "pw")
+        );
         for bad in [
-            "proxy.corp:3128",
+            "proxy.corp:3128/path",
             "https://proxy.corp:3128",
             "socks5://proxy.corp:1080",
             "http://proxy.corp:3128/path",
@@ -539,6 +586,39 @@ mod tests {
             Ok(Route::Loopback(_))
         ));
         assert!(p.route(&uri("https://evil.example.com/")).is_err());
+    }
+
+    #[test]
+    fn bypassed_domains_go_direct_and_stay_under_the_allow_list() {
+        let proxy = Proxy::parse("http://10.0.0.8:3128").unwrap();
+        let p = EgressPolicy::default()
+            .allow_domain("corp.example")
+            .unwrap()
+            .via_proxy(proxy.clone())
+            .bypass_proxy(".Corp.Example.")
+            .unwrap()
+            .bypass_proxy("intranet.test")
+            .unwrap();
+        for direct in ["https://corp.example/", "https://s1.corp.example/x"] {
+            assert_eq!(p.route(&uri(direct)), Ok(Route::Direct), "{direct}");
+        }
+        for proxied in [
+            "https://u1.sentinelone.net/",
+            "https://badcorp.example.sentinelone.net/",
+        ] {
+            assert_eq!(
+                p.route(&uri(proxied)),
+                Ok(Route::Proxied(Arc::new(proxy.clone()))),
+                "{proxied}"
+            );
+        }
+        // Bypassing the proxy allows nothing new.
+        assert!(p.route(&uri("https://a.intranet.test/")).is_err());
+        assert!(p.route(&uri("https://badcorp.example/")).is_err());
+        for bad in ["", ".", "10.0.0.0/8", "a b", "host:443"] {
+            let err = EgressPolicy::default().bypass_proxy(bad).unwrap_err();
+            assert!(err.to_string().contains("is not a domain name"), "{bad}");
+        }
     }
 
     #[test]

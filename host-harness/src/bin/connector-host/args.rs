@@ -87,9 +87,14 @@ pub struct ConnectionArgs {
     pub allow_domain: Vec<String>,
     /// Tunnel HTTPS through this HTTP proxy: http://[user:password@]host:port.
     /// Set S1_PROXY instead when it holds a password, to keep it out of `ps`.
-    /// HTTPS_PROXY is not read.
+    /// Without either, https_proxy or HTTPS_PROXY is used, as curl does.
     #[arg(long, env = "S1_PROXY", hide_env_values = true, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Reach these domains without the proxy: a comma-separated list, as
+    /// NO_PROXY is written ("*" for none at all). Without it, no_proxy or
+    /// NO_PROXY is used. Entries for IP addresses never match a console.
+    #[arg(long = "no-proxy", value_name = "LIST")]
+    pub no_proxy: Option<String>,
     /// Per-request HTTP timeout in seconds (connect, first byte, between bytes).
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
@@ -240,16 +245,86 @@ impl ConnectionArgs {
                 .connect_to_arg(route)
                 .map_err(|e| UsageError(e.to_string()))?;
         }
-        if let Some(url) = &self.proxy {
-            let proxy = Proxy::parse(url).map_err(|e| UsageError(e.to_string()))?;
-            egress = egress.via_proxy(proxy);
-        }
+        egress = self.with_proxy(egress)?;
         let timeout = Duration::from_secs(self.timeout);
         // Room for the retries of several requests and a --wait of 300 s.
         Ok(CallPolicy::with_egress(egress)
             .http_timeout(timeout)
             .deadline((timeout * 4).max(Duration::from_secs(420))))
     }
+
+    /// `egress` through the proxy that `--proxy`, `S1_PROXY` or
+    /// `HTTPS_PROXY` names, except for the domains `--no-proxy` or
+    /// `NO_PROXY` lists.
+    fn with_proxy(&self, mut egress: EgressPolicy) -> Result<EgressPolicy, UsageError> {
+        let proxy = match &self.proxy {
+            Some(url) => Some(("--proxy (or S1_PROXY)", url.clone())),
+            None => env_setting(&["https_proxy", "HTTPS_PROXY"])?,
+        };
+        let Some((source, url)) = proxy else {
+            return Ok(egress);
+        };
+        let no_proxy = match &self.no_proxy {
+            Some(list) => Some(("--no-proxy", list.clone())),
+            None => env_setting(&["no_proxy", "NO_PROXY"])?,
+        };
+        if let Some((list_source, list)) = no_proxy {
+            let domains = no_proxy_domains(&list);
+            if domains.contains(&"*") {
+                return Ok(egress);
+            }
+            for domain in domains {
+                egress = match egress.clone().bypass_proxy(domain) {
+                    Ok(bypassed) => bypassed,
+                    Err(e) if list_source == "--no-proxy" => {
+                        return Err(UsageError(format!("{list_source}: {e}")));
+                    }
+                    // The variable is shared with other tools, whose
+                    // entries may not be names a console could have.
+                    Err(_) => egress,
+                };
+            }
+        }
+        let proxy = Proxy::parse(&url).map_err(|e| UsageError(format!("{source}: {e}")))?;
+        Ok(egress.via_proxy(proxy))
+    }
+}
+
+/// The first of `names` set to a non-empty value, with its name.
+fn env_setting(names: &[&'static str]) -> Result<Option<(&'static str, String)>, UsageError> {
+    for &name in names {
+        match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => return Ok(Some((name, value))),
+            Ok(_) | Err(std::env::VarError::NotPresent) => {}
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(UsageError(format!(
+                    "the environment variable {name} is not valid UTF-8"
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The domains of a `NO_PROXY`-style list, with `*.` and `:443` taken off.
+/// Entries for IP addresses or ranges, or for other ports, are left out:
+/// a console is always a name on port 443.
+fn no_proxy_domains(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .map(|e| e.strip_prefix("*.").unwrap_or(e))
+        .map(|e| e.strip_suffix(":443").unwrap_or(e))
+        .filter(|e| !e.is_empty())
+        .filter(|e| !is_address_entry(e))
+        .filter(|e| !e.contains(':'))
+        .collect()
+}
+
+/// An IP address, a bracketed IPv6 address, or a CIDR range.
+fn is_address_entry(entry: &str) -> bool {
+    let address = entry.split('/').next().unwrap_or(entry);
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    address.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn read_token_file(path: &Path) -> Result<String, UsageError> {
