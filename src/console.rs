@@ -99,13 +99,30 @@ fn echo(input: &str) -> String {
     shown
 }
 
-/// `https://user:pw@host` → `https://[redacted]@host`.
+/// `https://user:pw@host` → `https://[redacted]@host`. Everything before
+/// the last `@` but a leading scheme is hidden: a password may itself hold
+/// `://` or `@`, so no later part of the value can mark where it starts.
 fn redact_userinfo(input: &str) -> alloc::borrow::Cow<'_, str> {
-    let start = input.find("://").map_or(0, |i| i + 3);
-    match input.rfind('@') {
-        Some(at) if at >= start => format!("{}[redacted]{}", &input[..start], &input[at..]).into(),
-        _ => input.into(),
+    let Some(at) = input.rfind('@') else {
+        return input.into();
+    };
+    let start = leading_scheme_len(input).min(at);
+    format!("{}[redacted]{}", &input[..start], &input[at..]).into()
+}
+
+/// The length of a leading `scheme://` or `//`, else 0.
+fn leading_scheme_len(input: &str) -> usize {
+    if input.starts_with("//") {
+        return 2;
     }
+    let name_len = input
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        .count();
+    let is_scheme = name_len > 0
+        && input.as_bytes()[0].is_ascii_alphabetic()
+        && input[name_len..].starts_with("://");
+    if is_scheme { name_len + 3 } else { 0 }
 }
 
 fn check_characters(input: &str) -> Result<()> {
@@ -458,9 +475,14 @@ mod tests {
             "ftp://admin:S3cretPw@u1.sentinelone.net",
             "admin:S3cretPw@u1.sentinelone.net:8443/x",
             "http://admin:S3cretPw@10.0.0.1",
+            // A `://` after the password once made it look like the scheme.
+            "//admin:S3cretPw@://",
+            "admin:S3cretPw@https://u1.sentinelone.net",
+            "https://admin:S3c://retPw@u1.sentinelone.net:8443",
+            "https://admin:S3cretPw@x@u1.sentinelone.net:8443",
         ] {
             let err = Console::parse(input).unwrap_err();
-            assert!(!err.message().contains("S3cretPw"), "{input}: {err}");
+            assert!(!err.message().contains("S3c"), "{input}: {err}");
             assert!(!err.message().contains("admin"), "{input}: {err}");
         }
     }
@@ -494,6 +516,43 @@ mod tests {
             "a b",
         ] {
             assert!(msg(input).ends_with(EXPECTED), "{input:?}: {}", msg(input));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+
+        /// Whatever is typed, the result is a plain DNS name reached over
+        /// HTTPS, or `invalid-config` with a readable message that shows
+        /// no password typed into the value.
+        #[test]
+        fn any_value_is_a_plain_https_host_or_refused(
+            scheme in "(https?://|//|)",
+            userinfo in "([a-z]{0,6}(:SECRET(PW|@PW|://PW|/PW)?)?@|)",
+            host in "[a-zA-Z0-9.:\\[\\]%_-]{0,24}|\\PC{0,12}",
+            rest in "(:[0-9]{0,6}|)([/?#\\\\@][ -~]{0,12}|)",
+        ) {
+            let input = format!("{scheme}{userinfo}{host}{rest}");
+            match Console::parse(&input) {
+                Ok(console) => {
+                    let h = console.host();
+                    // A value with a user or password is always refused.
+                    proptest::prop_assert!(userinfo.is_empty(), "{input:?} -> {h}");
+                    proptest::prop_assert!(h.len() <= 253 && !h.is_empty(), "{input:?} -> {h}");
+                    proptest::prop_assert!(h.split('.').all(|l| !l.is_empty()
+                        && !l.starts_with('-') && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')),
+                        "{input:?} -> {h}");
+                    proptest::prop_assert!(h.parse::<core::net::IpAddr>().is_err(), "{input:?} -> {h}");
+                    proptest::prop_assert_eq!(console.url(), format!("https://{h}"));
+                }
+                Err(err) => {
+                    proptest::prop_assert_eq!(err.kind(), "invalid-config");
+                    let message = err.message();
+                    proptest::prop_assert!(!message.contains("SECRET"), "{input:?}: {message}");
+                    proptest::prop_assert!(!message.chars().any(char::is_control), "{input:?}: {message}");
+                }
+            }
         }
     }
 }
