@@ -40,7 +40,7 @@ pub const DEFAULT_LOOKBACK_SECS: u64 = 24 * 3600;
 /// again: a bulk action can give thousands of threats one `updatedAt`, and a
 /// quiet console would otherwise send them all on every poll until some
 /// newer update came.
-const SETTLE_MICROS: i64 = 5 * 60 * 1_000_000;
+pub const SETTLE_MICROS: i64 = 5 * 60 * 1_000_000;
 /// Marks a checkpoint of this connector, version 1.
 const CHECKPOINT_PREFIX: &str = "s1-threats-v1:";
 
