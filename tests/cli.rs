@@ -752,3 +752,42 @@ async fn https_proxy_and_no_proxy_are_read_as_curl_reads_them() {
         assert!(!text.contains("hunter2"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_computer_name_cannot_drive_the_terminal_or_pass_for_another_host() {
+    // An endpoint names itself: this one's name holds a terminal escape
+    // (retitle the window, clear the screen), a line break that would start
+    // a line of its own, and a right-to-left override.
+    let name = "EVIL\u{1b}]0;pwned\u{7}\u{1b}[2J\nFIN-LT-0042\u{202e}";
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(CANARY, TokenProfile::admin("admin"));
+    sim.add_agent("1999000000000000777", name);
+    let token = vec![("S1_API_TOKEN", CANARY.to_owned())];
+    for cmd in ["get-host", "isolate"] {
+        let mut args = validate_args(&sim, "canary", &["--agent-id", "1999000000000000777"]);
+        args[0] = cmd.to_owned();
+        let out = run(args, token.clone()).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd}: {}", text(&out));
+        for hidden in ['\u{1b}', '\u{7}', '\u{202e}'] {
+            assert!(!stdout.contains(hidden), "{cmd}: {hidden:?} in {stdout:?}");
+        }
+        assert!(
+            stdout.contains(r"EVIL\u{1b}]0;pwned\u{7}\u{1b}[2J\u{a}FIN-LT-0042\u{202e}"),
+            "{cmd}: {stdout}"
+        );
+        // No line of the output starts with the name it imitates.
+        assert!(
+            !stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("FIN-LT-0042")),
+            "{cmd}: {stdout}"
+        );
+        // JSON keeps the name exactly, escaped as JSON does.
+        let mut args = validate_args(&sim, "canary", &["--agent-id", "1999000000000000777"]);
+        args[0] = "get-host".into();
+        args.push("--json".into());
+        let out = run(args, token.clone()).await;
+        assert_eq!(json(&out)["result"]["hostname"], name, "{}", text(&out));
+    }
+}

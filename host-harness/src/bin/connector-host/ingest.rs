@@ -160,7 +160,7 @@ pub async fn run(runtime: &Runtime, args: &ThreatsArgs, printer: Printer) -> Exi
             }
         };
         for warning in &page.warnings {
-            progress.suspend(|| eprintln!("warning: {warning}"));
+            progress.suspend(|| eprintln!("warning: {}", output::shown(warning)));
         }
         if let Err(e) = sink.write_page(&page.threats) {
             progress.finish_and_clear();

@@ -1,5 +1,6 @@
 //! Printing results as readable text or as one JSON object.
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use connector_host::{
@@ -147,7 +148,10 @@ fn state_name(state: PermissionState) -> &'static str {
 pub fn describe_text(info: &ConnectorInfo) -> String {
     let mut out = format!(
         "{} connector {} ({})\n{}\n\nConnection form:\n",
-        info.name, info.version, info.id, info.description
+        shown(&info.name),
+        shown(&info.version),
+        shown(&info.id),
+        shown(&info.description)
     );
     for f in &info.connection_fields {
         let flags = match (f.required, f.secret) {
@@ -156,7 +160,12 @@ pub fn describe_text(info: &ConnectorInfo) -> String {
             (false, true) => " [secret]",
             (false, false) => "",
         };
-        out += &format!("  {}{flags}  e.g. {}\n    {}\n", f.label, f.example, f.help);
+        out += &format!(
+            "  {}{flags}  e.g. {}\n    {}\n",
+            shown(&f.label),
+            shown(&f.example),
+            shown(&f.help)
+        );
     }
     out += "\nActions:\n";
     for a in &info.actions {
@@ -165,25 +174,35 @@ pub fn describe_text(info: &ConnectorInfo) -> String {
         } else {
             "read-only"
         };
-        out += &format!("  {} ({}, {kind}): {}\n", a.name, a.id, a.description);
+        out += &format!(
+            "  {} ({}, {kind}): {}\n",
+            shown(&a.name),
+            shown(&a.id),
+            shown(&a.description)
+        );
     }
     out
 }
 
 pub fn report_text(r: &ConnectionReport) -> String {
-    let mut out = format!("Connection OK: {}\n", r.console_url);
+    let mut out = format!("Connection OK: {}\n", shown(&r.console_url));
     let unknown = "(not readable with this token)";
-    out += &format!("  User         {}\n", r.user.as_deref().unwrap_or(unknown));
+    out += &format!(
+        "  User         {}\n",
+        shown(r.user.as_deref().unwrap_or(unknown))
+    );
     out += &format!(
         "  Role         {}{}\n",
-        r.role.as_deref().unwrap_or(unknown),
+        shown(r.role.as_deref().unwrap_or(unknown)),
         r.scope
             .as_ref()
-            .map(|s| format!(" (scope: {s})"))
+            .map(|s| format!(" (scope: {})", shown(s)))
             .unwrap_or_default()
     );
     out += &match (&r.token_expires_at, r.token_days_left) {
-        (Some(at), Some(days)) => format!("  Token        expires {at} ({days} days left)\n"),
+        (Some(at), Some(days)) => {
+            format!("  Token        expires {} ({days} days left)\n", shown(at))
+        }
         _ => "  Token        expiry unknown\n".into(),
     };
     out += "  Permissions\n";
@@ -191,14 +210,14 @@ pub fn report_text(r: &ConnectionReport) -> String {
         out += &format!(
             "    {:<8} {:<32} {}\n",
             state_name(p.state),
-            p.permission,
-            p.needed_for
+            shown(&p.permission),
+            shown(&p.needed_for)
         );
     }
     if !r.warnings.is_empty() {
         out += "  Warnings\n";
         for w in &r.warnings {
-            out += &format!("    ! {w}\n");
+            out += &format!("    ! {}\n", shown(w));
         }
     }
     out
@@ -207,14 +226,19 @@ pub fn report_text(r: &ConnectionReport) -> String {
 pub fn error_text(error: &CallError) -> String {
     match error {
         CallError::Connector(ConnectorError::Ambiguous(a)) => {
-            let mut out = format!("Connector error (ambiguous): {}\nCandidates:", a.message);
+            let mut out = format!(
+                "Connector error (ambiguous): {}\nCandidates:",
+                shown(&a.message)
+            );
             for h in &a.candidates {
                 out += &format!("\n  {}", host_line(h));
             }
             out
         }
-        CallError::Connector(e) => format!("Connector error ({}): {}", e.kind(), e.message()),
-        CallError::Host(e) => format!("Host error ({}): {e}", e.kind()),
+        CallError::Connector(e) => {
+            format!("Connector error ({}): {}", e.kind(), shown(e.message()))
+        }
+        CallError::Host(e) => format!("Host error ({}): {}", e.kind(), shown(&e.to_string())),
     }
 }
 
@@ -224,7 +248,12 @@ pub fn requests_text(requests: &[AuditRecord]) -> String {
         let status = r.status.map_or("---".to_owned(), |s| s.to_string());
         out += &format!(
             "  {:<4} {}{}  {status}  {} B  {} ms  {}\n",
-            r.method, r.host, r.path, r.bytes, r.duration_ms, r.outcome
+            shown(&r.method),
+            shown(&r.host),
+            shown(&r.path),
+            r.bytes,
+            r.duration_ms,
+            shown(&r.outcome)
         );
     }
     out
@@ -253,10 +282,10 @@ pub fn host_json(h: &Host) -> Value {
 fn host_line(h: &Host) -> String {
     format!(
         "agent {}  {}  site {}  last active {}  {}",
-        h.agent_id,
-        h.hostname,
-        h.site,
-        h.last_active.as_deref().unwrap_or("unknown"),
+        shown(&h.agent_id),
+        shown(&h.hostname),
+        shown(&h.site),
+        shown(h.last_active.as_deref().unwrap_or("unknown")),
         if h.active { "online" } else { "offline" }
     )
 }
@@ -264,14 +293,14 @@ fn host_line(h: &Host) -> String {
 pub fn host_text(h: &Host) -> String {
     format!(
         "{} (agent {}, uuid {})\n  Site         {} / {}\n  OS           {}\n  IPs          {}\n  Last active  {}{}\n  Network      {}\n",
-        h.hostname,
-        h.agent_id,
-        h.uuid,
-        h.account,
-        h.site,
-        h.os,
-        h.ip_addresses.join(", "),
-        h.last_active.as_deref().unwrap_or("unknown"),
+        shown(&h.hostname),
+        shown(&h.agent_id),
+        shown(&h.uuid),
+        shown(&h.account),
+        shown(&h.site),
+        shown(&h.os),
+        shown(&h.ip_addresses.join(", ")),
+        shown(h.last_active.as_deref().unwrap_or("unknown")),
         if h.active { "" } else { " (offline)" },
         network_state_name(h.network_state)
     )
@@ -287,7 +316,7 @@ pub fn action_json(o: &ActionOutcome) -> Value {
 pub fn action_text(o: &ActionOutcome) -> String {
     format!(
         "{}\n  Changed      {}\n  Network now  {}\n  Host         {}\n",
-        o.detail,
+        shown(&o.detail),
         if o.changed {
             "yes"
         } else {
@@ -305,4 +334,32 @@ pub fn count(n: u64, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
+}
+
+/// Text from the console or a connector, made safe to print on a terminal.
+/// Control characters (escape sequences, line breaks) and invisible
+/// formatting characters (bidirectional overrides, zero-width spaces) are
+/// shown as `\u{..}` escapes: an endpoint can name itself, and a name that
+/// could drive the admin's terminal, or pass for another host in a list of
+/// candidates, must show what it is. (JSON output escapes control
+/// characters by itself.)
+pub fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_hidden(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
