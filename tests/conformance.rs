@@ -38,16 +38,32 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Answers every request with one canned response.
-struct Canned(Response);
+/// Answers every request with one canned response, and moves its clock a
+/// second per request, so an action's wait for the agent to confirm ends.
+struct Canned {
+    response: Response,
+    sent: u64,
+}
+
+impl Canned {
+    fn new(status: u16, body: Vec<u8>) -> Canned {
+        let response = Response {
+            status,
+            headers: vec![],
+            body,
+        };
+        Canned { response, sent: 0 }
+    }
+}
 
 impl Transport for Canned {
     fn send(&mut self, _: &Request) -> Result<Response, TransportError> {
-        Ok(self.0.clone())
+        self.sent += 1;
+        Ok(self.response.clone())
     }
     fn pause(&mut self, _: Duration) {}
     fn now(&mut self) -> Duration {
-        Duration::ZERO
+        Duration::from_secs(self.sent)
     }
     fn random(&mut self) -> u64 {
         7
@@ -104,11 +120,7 @@ fn every_live_tenant_error_body_maps_to_the_right_kind() {
         let Some(raw) = error.strip_prefix(&format!("HTTP {status}: ")) else {
             continue;
         };
-        let mut transport = Canned(Response {
-            status: status as u16,
-            headers: vec![],
-            body: raw.as_bytes().to_vec(),
-        });
+        let mut transport = Canned::new(status as u16, raw.as_bytes().to_vec());
         let mut client = Client::new(
             Console::parse("usea1-acme").unwrap(),
             ApiToken::parse("token-value").unwrap(),
@@ -257,11 +269,7 @@ fn every_threats_page_in_the_corpus_parses() {
     ];
     for (name, at_least) in cases {
         let bytes = std::fs::read(dir.join(name)).unwrap();
-        let mut transport = Canned(Response {
-            status: 200,
-            headers: vec![],
-            body: bytes.clone(),
-        });
+        let mut transport = Canned::new(200, bytes.clone());
         let mut client = Client::new(
             Console::parse("usea1-acme").unwrap(),
             ApiToken::parse("token-value").unwrap(),
@@ -292,27 +300,6 @@ fn every_threats_page_in_the_corpus_parses() {
     }
 }
 
-/// Answers every request with one response, and moves its clock a second
-/// per request, so an action's wait for the agent to confirm ends.
-struct Repeating {
-    response: Response,
-    sent: u64,
-}
-
-impl Transport for Repeating {
-    fn send(&mut self, _: &Request) -> Result<Response, TransportError> {
-        self.sent += 1;
-        Ok(self.response.clone())
-    }
-    fn pause(&mut self, _: Duration) {}
-    fn now(&mut self) -> Duration {
-        Duration::from_secs(self.sent)
-    }
-    fn random(&mut self) -> u64 {
-        7
-    }
-}
-
 const MUTATION_TOKEN: &str = "CANARY-mutation-7d41";
 
 /// Every operation the component exports, run against a console that
@@ -323,15 +310,8 @@ fn every_operation_survives(body: &[u8]) -> Result<(), String> {
     use sentinelone_connector::actions::{self, Direction};
     use sentinelone_connector::hosts::Selector;
     use sentinelone_connector::threats::{FetchOptions, fetch};
-    let run = |operation: &mut dyn FnMut(&mut Client<'_, Repeating>) -> Result<String, String>| {
-        let mut transport = Repeating {
-            response: Response {
-                status: 200,
-                headers: vec![],
-                body: body.to_vec(),
-            },
-            sent: 0,
-        };
+    let run = |operation: &mut dyn FnMut(&mut Client<'_, Canned>) -> Result<String, String>| {
+        let mut transport = Canned::new(200, body.to_vec());
         let mut client = Client::new(
             Console::parse("usea1-acme").unwrap(),
             ApiToken::parse(MUTATION_TOKEN).unwrap(),
