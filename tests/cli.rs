@@ -783,11 +783,11 @@ async fn a_computer_name_cannot_drive_the_terminal_or_pass_for_another_host() {
                 .any(|l| l.trim_start().starts_with("FIN-LT-0042")),
             "{cmd}: {stdout}"
         );
-        // JSON keeps the name exactly, escaped as JSON does.
-        let mut args = validate_args(&sim, "canary", &["--agent-id", "1999000000000000777"]);
-        args[0] = "get-host".into();
-        args.push("--json".into());
-        let out = run(args, token.clone()).await;
-        assert_eq!(json(&out)["result"]["hostname"], name, "{}", text(&out));
     }
+    // JSON keeps the name exactly, escaped as JSON does.
+    let mut args = validate_args(&sim, "canary", &["--agent-id", "1999000000000000777"]);
+    args[0] = "get-host".into();
+    args.push("--json".into());
+    let out = run(args, token).await;
+    assert_eq!(json(&out)["result"]["hostname"], name, "{}", text(&out));
 }
