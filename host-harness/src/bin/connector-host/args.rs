@@ -276,7 +276,7 @@ impl ConnectionArgs {
             for domain in domains {
                 egress = match egress.clone().bypass_proxy(domain) {
                     Ok(bypassed) => bypassed,
-                    Err(e) if list_source == "--no-proxy" => {
+                    Err(e) if self.no_proxy.is_some() => {
                         return Err(UsageError(format!("{list_source}: {e}")));
                     }
                     // The variable is shared with other tools, whose
