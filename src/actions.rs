@@ -196,14 +196,32 @@ fn accepted<T: Transport>(
     wait: Duration,
     what: &str,
 ) -> Result<ActionOutcome> {
-    let state = poll(client, &host.agent_id, direction, wait)?;
-    Ok(ActionOutcome {
-        detail: format!(
-            "Sent {what} for agent {} ({}); the console now reports {}.",
-            host.agent_id,
-            host.hostname,
-            state.as_str()
+    // The console has acted: a failed read afterwards must not turn that
+    // into an error, which would send the admin to retry an isolation that
+    // is already under way.
+    let (state, detail) = match poll(client, &host.agent_id, direction, wait) {
+        Ok(state) => (
+            state,
+            format!(
+                "Sent {what} for agent {} ({}); the console now reports {}.",
+                host.agent_id,
+                host.hostname,
+                state.as_str()
+            ),
         ),
+        Err(e) => (
+            NetworkState::Unknown,
+            format!(
+                "Sent {what} for agent {} ({}), and the console accepted it; reading the \
+                 agent's state afterwards failed ({}), so check its state in the console.",
+                host.agent_id,
+                host.hostname,
+                e.message().trim_end_matches('.')
+            ),
+        ),
+    };
+    Ok(ActionOutcome {
+        detail,
         changed: true,
         network_state: state,
         host,
@@ -252,7 +270,8 @@ fn uncertain<T: Transport>(
 }
 
 /// Reads the agent's state until it settles or `wait` passes (at least
-/// once, and once more at the end of the wait).
+/// once, and once more at the end of the wait). Fails only when the first
+/// read does: a later failed read ends the wait with the state last read.
 fn poll<T: Transport>(
     client: &mut Client<'_, T>,
     id: &str,
@@ -261,8 +280,13 @@ fn poll<T: Transport>(
 ) -> Result<NetworkState> {
     let started = client.now();
     let mut interval = FIRST_POLL_INTERVAL;
+    let mut last = None;
     loop {
-        let state = hosts::read_by_id(client, id)?.network_state;
+        let state = match hosts::read_by_id(client, id) {
+            Ok(agent) => agent.network_state,
+            Err(e) => return last.ok_or(e),
+        };
+        last = Some(state);
         let left = wait.saturating_sub(client.now().saturating_sub(started));
         if direction.settled(state) || left.is_zero() {
             return Ok(state);
@@ -461,6 +485,48 @@ mod tests {
              whether the isolate started is unknown. Check its state in the console before \
              retrying the isolate."
         );
+        assert_eq!(posts(&t).len(), 1);
+    }
+
+    #[test]
+    fn an_accepted_action_is_reported_even_when_reading_it_back_fails() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":1}}"#)
+            .fail(TransportError::Timeout);
+        let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+        assert!(out.changed);
+        assert_eq!(out.network_state, NetworkState::Unknown);
+        assert_eq!(
+            out.detail,
+            "Sent POST /web/api/v2.1/agents/actions/disconnect for agent 42 (FIN-LT-0042), and \
+             the console accepted it; reading the agent's state afterwards failed \
+             (u1.sentinelone.net did not answer GET /web/api/v2.1/agents in time. The console \
+             may be down or overloaded, or a firewall may be dropping traffic; try again later, \
+             and check that the SOAR platform can reach u1.sentinelone.net on port 443), so \
+             check its state in the console."
+        );
+        assert_eq!(posts(&t).len(), 1);
+    }
+
+    #[test]
+    fn a_poll_that_fails_after_a_first_read_keeps_the_state_read() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .reply(200, r#"{"data":{"affected":1}}"#)
+            .reply(200, &page("disconnecting"))
+            .fail(TransportError::Timeout);
+        let mut client = t.client("u1", "tok-12345");
+        let out = run(
+            &mut client,
+            &Selector::parse("hostname", "fin-lt-0042").unwrap(),
+            Direction::Isolate,
+            &[],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(out.changed);
+        assert_eq!(out.network_state, NetworkState::Disconnecting);
         assert_eq!(posts(&t).len(), 1);
     }
 
