@@ -181,7 +181,12 @@ pub fn run<T: Transport>(
             r.status,
             body::summarize(&r.body)
         ),
-        Err(e @ (Error::EgressDenied(_) | Error::InvalidConfig(_))) => return Err(e),
+        // Refused before it left: by the host's egress policy or its pacing
+        // of this connection's requests (a console's 429 arrives as a
+        // response). Nothing was sent, so there is nothing to look for.
+        Err(e @ (Error::EgressDenied(_) | Error::InvalidConfig(_) | Error::RateLimited { .. })) => {
+            return Err(e);
+        }
         // Already says what failed, in sentences of its own.
         Err(e) => e.message().to_owned(),
     };
@@ -528,6 +533,27 @@ mod tests {
         assert!(out.changed);
         assert_eq!(out.network_state, NetworkState::Disconnecting);
         assert_eq!(posts(&t).len(), 1);
+    }
+
+    #[test]
+    fn an_action_the_host_did_not_send_is_not_looked_for() {
+        let mut t = Scripted::default()
+            .reply(200, &page("connected"))
+            .fail(TransportError::HostRateLimit);
+        let err = run_with(&mut t, Direction::Isolate, &[]).unwrap_err();
+        assert_eq!(err.kind(), "rate-limited");
+        assert!(
+            err.message().contains(
+                "the turn for POST /web/api/v2.1/agents/actions/disconnect would have come \
+                 after this action's time limit, so it was not sent"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            t.sent.len(),
+            2,
+            "no read-back: nothing was sent to look for"
+        );
     }
 
     #[test]

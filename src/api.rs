@@ -216,6 +216,16 @@ impl<'t, T: Transport> Client<'t, T> {
                 "The console's answer to {what} was larger than the {limit}-byte limit, so it \
                  was not read. If this persists, report it to SentinelOne support."
             )),
+            TransportError::HostRateLimit => Error::RateLimited {
+                message: format!(
+                    "The SOAR platform paces this connection's requests to {host}, and the turn \
+                     for {what} would have come after this action's time limit, so it was not \
+                     sent. Other actions or ingestion using this connection are taking its \
+                     turns; try again shortly, or ask the platform administrator about the \
+                     request rate set for this connection."
+                ),
+                retry_after_seconds: None,
+            },
             TransportError::Protocol(detail) => Error::Upstream(format!(
                 "{host} broke the HTTP protocol while answering {what} ({}).",
                 body::quote(&detail)
@@ -577,6 +587,11 @@ mod tests {
             ),
             (TransportError::Tls("bad cert".into()), "unreachable", "TLS"),
             (TransportError::BodyTooLarge(1024), "upstream", "1024-byte"),
+            (
+                TransportError::HostRateLimit,
+                "rate-limited",
+                "turn for GET /web/api/v2.1/user would have come after",
+            ),
             (
                 TransportError::Protocol("junk".into()),
                 "upstream",

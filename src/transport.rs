@@ -99,6 +99,10 @@ pub enum TransportError {
     Tls(String),
     /// The response body exceeded the cap, in bytes.
     BodyTooLarge(u64),
+    /// The host paces this tenant's requests to the console, and the
+    /// request's turn would have come after the call's deadline. Nothing
+    /// was sent.
+    HostRateLimit,
     /// The peer broke the HTTP protocol.
     Protocol(String),
     /// Anything else the transport reported.

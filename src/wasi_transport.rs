@@ -215,6 +215,7 @@ fn map_error_code(code: ErrorCode) -> TransportError {
         ErrorCode::HttpResponseBodySize(limit) => {
             TransportError::BodyTooLarge(limit.unwrap_or(MAX_RESPONSE_BYTES))
         }
+        ErrorCode::ConnectionLimitReached => TransportError::HostRateLimit,
         other => TransportError::Protocol(format!("{other:?}")),
     }
 }

@@ -5,9 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use connector_host::simulator::{Simulator, tokens};
+use connector_host::simulator::{Simulator, agents, tokens};
 use connector_host::{
-    CacheStatus, CallError, CallPolicy, Connection, EgressPolicy, HostError, Runtime, RuntimeConfig,
+    CacheStatus, CallError, CallPolicy, Connection, ConnectorError, EgressPolicy, HostError,
+    HostSelector, RequestRate, Runtime, RuntimeConfig,
 };
 use support::*;
 
@@ -321,6 +322,16 @@ async fn a_policy_that_no_call_could_pass_is_refused_before_anything_runs() {
             "the call policy is unusable: cpu_budget is zero, so the connector could not run; \
              set it above zero",
         ),
+        (
+            policy(&sim).request_rate(RequestRate::new(0, 5)),
+            "the call policy is unusable: request_rate allows 0 requests per second in bursts \
+             of 5, so no request could be sent; set both above zero",
+        ),
+        (
+            policy(&sim).request_rate(RequestRate::new(5, 0)),
+            "the call policy is unusable: request_rate allows 5 requests per second in bursts \
+             of 0, so no request could be sent; set both above zero",
+        ),
     ] {
         let outcome = runtime().validate_connection(&admin, &policy).await;
         match outcome.result {
@@ -334,6 +345,153 @@ async fn a_policy_that_no_call_could_pass_is_refused_before_anything_runs() {
     }
     assert!(sim.requests().is_empty(), "nothing was sent");
     assert!(policy(&sim).check().is_ok());
+}
+
+#[tokio::test]
+async fn an_isolation_the_pacing_could_not_fit_is_not_sent_and_says_so() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    // The agent lookup takes the burst; the POST's turn, a second later,
+    // is past the deadline.
+    let hurried = policy(&sim)
+        .tenant("acme")
+        .request_rate(RequestRate::new(1, 1))
+        .deadline(Duration::from_millis(400));
+    let options = connector_host::ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 0,
+    };
+    let outcome = runtime
+        .isolate_host(&admin, &finance_laptop(), &options, &hurried)
+        .await;
+    match &outcome.result {
+        Err(CallError::Connector(e @ ConnectorError::RateLimited(_))) => assert!(
+            e.message().contains(
+                "the turn for POST /web/api/v2.1/agents/actions/disconnect would have come \
+                 after this action's time limit, so it was not sent"
+            ),
+            "{e:?}"
+        ),
+        other => panic!("expected rate-limited, got {other:?}"),
+    }
+    assert_eq!(
+        request_lines(&sim),
+        [format!(
+            "GET /web/api/v2.1/agents?ids={}&limit=200&skipCount=true",
+            agents::FINANCE_LAPTOP
+        )],
+        "only the lookup went out: no POST, and no read-back of an action never sent"
+    );
+    assert_eq!(
+        sim.network_status(agents::FINANCE_LAPTOP).as_deref(),
+        Some("connected")
+    );
+}
+
+fn finance_laptop() -> HostSelector {
+    HostSelector::AgentId(agents::FINANCE_LAPTOP.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_requests_are_paced_across_its_calls_and_no_other_tenants() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    let every_250_ms = RequestRate::new(4, 1);
+    let acme = policy(&sim).tenant("acme").request_rate(every_250_ms);
+    let globex = policy(&sim).tenant("globex").request_rate(every_250_ms);
+
+    let laptop = finance_laptop();
+    let started = Instant::now();
+    let acme_call = || runtime.get_host(&admin, &laptop, &acme);
+    let (a, b, c, d, globex_outcome) = tokio::join!(
+        acme_call(),
+        acme_call(),
+        acme_call(),
+        acme_call(),
+        runtime.get_host(&admin, &laptop, &globex)
+    );
+    let elapsed = started.elapsed();
+    let acme_outcomes = [a, b, c, d];
+
+    let mut acme_requests = Vec::new();
+    for outcome in acme_outcomes {
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        acme_requests.extend(outcome.requests);
+    }
+    assert!(acme_requests.iter().all(|r| r.outcome == "ok"));
+    // One burst, then one request every 250 ms: the last cannot have gone
+    // before 250 ms times the others.
+    let spaced = Duration::from_millis(250) * (acme_requests.len() as u32 - 1);
+    assert!(acme_requests.len() >= 4, "{acme_requests:?}");
+    assert!(elapsed >= spaced, "{elapsed:?} for {}", acme_requests.len());
+    assert!(
+        acme_requests.iter().any(|r| r.waited_ms > 0),
+        "{acme_requests:?}"
+    );
+    // globex's request had its own turn, at once, however busy acme was.
+    assert!(globex_outcome.result.is_ok(), "{:?}", globex_outcome.result);
+    assert!(
+        globex_outcome.requests.iter().all(|r| r.waited_ms == 0),
+        "{:?}",
+        globex_outcome.requests
+    );
+    assert_eq!(
+        sim.requests().len(),
+        acme_requests.len() + globex_outcome.requests.len()
+    );
+}
+
+#[tokio::test]
+async fn a_request_whose_turn_comes_after_the_deadline_is_not_sent() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let other_version = runtime.load_version(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    let once_a_second = RequestRate::new(1, 1);
+    let acme = policy(&sim).tenant("acme").request_rate(once_a_second);
+    let first = runtime.get_host(&admin, &finance_laptop(), &acme).await;
+    assert!(first.result.is_ok(), "{:?}", first.result);
+    let sent = sim.requests().len();
+
+    // acme's next turn is about a second away: a call that must end sooner
+    // sends nothing, in this runtime or in another version loaded into it.
+    let hurried = acme.clone().deadline(Duration::from_millis(400));
+    for runtime in [&runtime, &other_version] {
+        let outcome = runtime.get_host(&admin, &finance_laptop(), &hurried).await;
+        match &outcome.result {
+            Err(CallError::Connector(ConnectorError::RateLimited(limit))) => {
+                assert_eq!(limit.retry_after_seconds, None);
+                assert!(
+                    limit.message.contains(
+                        "The SOAR platform paces this connection's requests to \
+                         tenant.sentinelone.net, and the turn for GET /web/api/v2.1/agents \
+                         would have come after this action's time limit, so it was not sent."
+                    ),
+                    "{}",
+                    limit.message
+                );
+            }
+            other => panic!("expected rate-limited, got {other:?}"),
+        }
+        let [record] = &outcome.requests[..] else {
+            panic!("{:?}", outcome.requests)
+        };
+        assert!(
+            record.outcome.starts_with(
+                "denied: paced: this tenant's next turn for tenant.sentinelone.net is "
+            ),
+            "{record:?}"
+        );
+        assert_eq!(record.status, None);
+    }
+    assert_eq!(sim.requests().len(), sent, "nothing more was sent");
+
+    // Another tenant's turn is its own.
+    let globex = hurried.clone().tenant("globex");
+    let outcome = runtime.get_host(&admin, &finance_laptop(), &globex).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
 }
 
 async fn validate_as(runtime: &Runtime, sim: &Simulator, tenant: &str) -> usize {

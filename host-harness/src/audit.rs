@@ -23,7 +23,11 @@ pub struct AuditRecord {
     pub bytes: u64,
     /// From sending to the end of the response body (or the failure), in ms.
     pub duration_ms: u64,
-    /// `ok`, `denied: <why>`, or what went wrong: `timeout`,
+    /// How long the request waited for its tenant's turn before it was
+    /// sent (`CallPolicy::request_rate`), in ms; not part of `duration_ms`.
+    pub waited_ms: u64,
+    /// `ok`, `denied: <why>` (including `denied: paced: ...` for a request
+    /// whose turn would have come after the call's deadline), or what went wrong: `timeout`,
     /// `body-too-large`, `request-body-too-large`, `error: <what>`,
     /// `abandoned` (the connector dropped the request or its body before
     /// the end), or `cut-off` (the call ended while the request was in
@@ -176,6 +180,7 @@ fn trace(record: &AuditRecord) {
         status = record.status,
         bytes = record.bytes,
         duration_ms = record.duration_ms,
+        waited_ms = record.waited_ms,
         outcome = %record.outcome,
         "request"
     );
@@ -224,6 +229,7 @@ mod tests {
             status: None,
             bytes: 0,
             duration_ms: 0,
+            waited_ms: 0,
             outcome: "pending".into(),
         }
     }

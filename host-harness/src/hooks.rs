@@ -16,6 +16,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::audit::{AuditLog, AuditRecord, millis};
 use crate::connect::ProxyFailed;
+use crate::pace::{NoTurn, Pacer};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -35,12 +36,27 @@ pub(crate) struct PolicyHooks {
     pub(crate) pools: Arc<Pools>,
     /// The tenant, which owns the connections this call opens.
     pub(crate) tenant: Arc<str>,
+    /// The runtime's request pacing, shared by every call of a tenant.
+    pub(crate) pacer: Arc<Pacer>,
+    /// When the call's deadline passes, if it can be told.
+    pub(crate) deadline_at: Option<Instant>,
 }
 
 impl PolicyHooks {
     /// Whether the guest asked for more requests than the policy allows.
     pub(crate) fn over_request_cap(&self) -> bool {
         self.requested > self.policy.max_requests
+    }
+
+    /// The request's turn under the policy's request rate: none when the
+    /// tenant's requests are not paced.
+    fn turn(&self, host: &str) -> Result<Option<Instant>, NoTurn> {
+        let Some(rate) = self.policy.request_rate else {
+            return Ok(None);
+        };
+        self.pacer
+            .reserve(&self.tenant, host, rate, Instant::now(), self.deadline_at)
+            .map(Some)
     }
 }
 
@@ -132,6 +148,18 @@ impl WasiHttpHooks for PolicyHooks {
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
+        let turn = match self.turn(&host) {
+            Ok(turn) => turn,
+            Err(NoTurn { wait }) => {
+                record.outcome = format!(
+                    "denied: paced: this tenant's next turn for {host} is {} ms away, after the \
+                     call's deadline",
+                    wait.as_millis()
+                );
+                self.audit.record(record);
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
         let key = PoolKey::new(self.tenant.clone(), host, route);
         let request = cap_request_body(
             request,
@@ -149,7 +177,11 @@ impl WasiHttpHooks for PolicyHooks {
         let (pools, cap) = (self.pools.clone(), self.policy.max_response_bytes);
         let violations = self.violations.clone();
         let span = self.audit.span(index);
-        Box::new(send(pools, key, sink, violations, cap, request, options).instrument(span))
+        let paced = async move {
+            let sink = wait_for(turn, sink).await;
+            send(pools, key, sink, violations, cap, request, options).await
+        };
+        Box::new(paced.instrument(span))
     }
 }
 
@@ -181,6 +213,17 @@ impl Drop for Sink {
         // A no-op once the record is finished (see `AuditLog::finish`).
         self.finish("abandoned".into());
     }
+}
+
+/// Waits for the request's turn, if it has one, and starts its clock after.
+async fn wait_for(turn: Option<Instant>, mut sink: Sink) -> Sink {
+    if let Some(turn) = turn.filter(|&turn| turn > Instant::now()) {
+        tokio::time::sleep_until(turn.into()).await;
+        let waited = millis(sink.started.elapsed());
+        sink.audit.update(sink.index, |r| r.waited_ms = waited);
+        sink.started = Instant::now();
+    }
+    sink
 }
 
 async fn send(
@@ -228,6 +271,7 @@ fn audit_record(request: &http::Request<WasiBody>, outcome: String) -> AuditReco
         status: None,
         bytes: 0,
         duration_ms: 0,
+        waited_ms: 0,
         outcome,
     }
 }

@@ -24,7 +24,9 @@
 //!   in all and per tenant, with keep-alive connections pooled per tenant
 //!   and destination.
 //! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
-//!   timeouts, body caps, memory, CPU, request count and a deadline.
+//!   timeouts, body caps, memory, CPU, request count and a deadline; a
+//!   [`RequestRate`] paces each tenant's requests to its console across
+//!   calls.
 //! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
 //! - Every request yields an [`AuditRecord`]; the call's token is redacted from
 //!   it, from its trace event, and from the call's result or error, wherever
@@ -42,6 +44,7 @@ mod error;
 mod exports;
 mod hooks;
 mod limits;
+mod pace;
 mod policy;
 mod pool;
 mod redact;
@@ -53,6 +56,7 @@ mod text;
 pub use audit::AuditRecord;
 pub use cache::CacheStatus;
 pub use error::HostError;
+pub use pace::RequestRate;
 pub use policy::{CallPolicy, EgressPolicy, PolicyError, Proxy, Route};
 pub use runtime::{
     ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,

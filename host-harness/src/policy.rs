@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pace::RequestRate;
+
 /// A policy value the embedder supplied is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -355,6 +357,15 @@ pub struct CallPolicy {
     /// the key of `RuntimeConfig::max_concurrent_calls_per_tenant`.
     /// Default `-`, which every unlabelled call shares.
     pub tenant: String,
+    /// How fast the tenant's requests may go to one console host, across
+    /// all of its calls in this runtime (and in versions loaded with
+    /// `Runtime::load_version`). A request waits in the host for its turn
+    /// (the wait counts against `deadline`, not the HTTP timeouts); one
+    /// whose turn would come after the call's deadline is not sent, and the
+    /// connector reports `rate-limited`. Set it below the console's own
+    /// limit for the token, so that a burst of a tenant's calls is spread
+    /// out instead of answered with HTTP 429. Default none: no pacing.
+    pub request_rate: Option<RequestRate>,
 }
 
 impl Default for CallPolicy {
@@ -373,6 +384,7 @@ impl Default for CallPolicy {
             max_random_bytes: 64 * 1024,
             queue_timeout: Duration::from_secs(30),
             tenant: "-".into(),
+            request_rate: None,
         }
     }
 }
@@ -401,7 +413,8 @@ impl CallPolicy {
     /// Checks that a call under this policy could succeed at all: the
     /// HTTP timeout, deadline and CPU budget must be above zero. A zero
     /// timeout would otherwise fail every request as if the console had
-    /// not answered, and send the admin looking in the wrong place. Calls
+    /// not answered, and send the admin looking in the wrong place. A
+    /// `request_rate` of zero requests would refuse every request. Calls
     /// check this before they run; an embedder can also check a tenant's
     /// policy when it is saved.
     pub fn check(&self) -> Result<(), PolicyError> {
@@ -414,11 +427,18 @@ impl CallPolicy {
             ("deadline", self.deadline, "no call could complete"),
             ("cpu_budget", self.cpu_budget, "the connector could not run"),
         ];
-        match zero.iter().find(|(_, value, _)| value.is_zero()) {
-            Some((name, _, effect)) => Err(PolicyError(format!(
+        if let Some((name, _, effect)) = zero.iter().find(|(_, value, _)| value.is_zero()) {
+            return Err(PolicyError(format!(
                 "{name} is zero, so {effect}; set it above zero"
+            )));
+        }
+        match self.request_rate {
+            Some(rate) if rate.per_second == 0 || rate.burst == 0 => Err(PolicyError(format!(
+                "request_rate allows {} requests per second in bursts of {}, so no request \
+                 could be sent; set both above zero",
+                rate.per_second, rate.burst
             ))),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -435,6 +455,13 @@ impl CallPolicy {
     /// Names the tenant the call runs for.
     pub fn tenant(mut self, tenant: &str) -> Self {
         self.tenant = tenant.to_owned();
+        self
+    }
+
+    /// Paces the tenant's requests to each console host (see
+    /// [`CallPolicy::request_rate`]).
+    pub fn request_rate(mut self, rate: RequestRate) -> Self {
+        self.request_rate = Some(rate);
         self
     }
 

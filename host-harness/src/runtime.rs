@@ -21,6 +21,7 @@ use crate::error::HostError;
 use crate::exports::{Exports, invoke};
 use crate::hooks::{PolicyHooks, Violations};
 use crate::limits::{self, CpuMeter, Limits, metered, start_epoch_ticker, with_deadline};
+use crate::pace::Pacer;
 use crate::policy::CallPolicy;
 use crate::pool::{PoolLimits, Pools};
 use crate::redact::{Redact, Secret};
@@ -471,6 +472,7 @@ pub struct Runtime {
     exports: Arc<Exports>,
     slots: Arc<Slots>,
     pools: Arc<Pools>,
+    pacer: Arc<Pacer>,
     config: RuntimeConfig,
     cache_status: CacheStatus,
 }
@@ -493,12 +495,13 @@ impl Runtime {
         let pools = Arc::new(Pools::new(config.pool_limits(), config.tls()));
         Pools::start_sweeper(&pools)
             .map_err(|e| HostError::Config(format!("cannot start the pool sweeper: {e}")))?;
-        Runtime::load(component, engine, slots, pools, config)
+        Runtime::load(component, engine, slots, pools, Arc::default(), config)
     }
 
     /// Loads another version of the connector into this runtime's engine.
-    /// The two share the concurrency limit, the connection pools and the
-    /// cache, so one process keeps one engine however many versions it runs.
+    /// The two share the concurrency limit, the connection pools, the
+    /// tenants' request pacing and the cache, so one process keeps one
+    /// engine however many versions it runs.
     pub fn load_version(&self, component: &[u8]) -> Result<Runtime, HostError> {
         let (slots, pools) = (self.slots.clone(), self.pools.clone());
         Runtime::load(
@@ -506,6 +509,7 @@ impl Runtime {
             self.engine.clone(),
             slots,
             pools,
+            self.pacer.clone(),
             self.config.clone(),
         )
     }
@@ -515,6 +519,7 @@ impl Runtime {
         engine: Engine,
         slots: Arc<Slots>,
         pools: Arc<Pools>,
+        pacer: Arc<Pacer>,
         config: RuntimeConfig,
     ) -> Result<Runtime, HostError> {
         let (component, cache_status) = match &config.cache_dir {
@@ -538,6 +543,7 @@ impl Runtime {
             exports,
             slots,
             pools,
+            pacer,
             config,
             cache_status,
         })
@@ -804,6 +810,8 @@ impl Runtime {
             cpu: CpuMeter::new(policy.cpu_budget),
             hooks: PolicyHooks {
                 tenant: Arc::from(policy.tenant.as_str()),
+                pacer: self.pacer.clone(),
+                deadline_at: Instant::now().checked_add(policy.deadline),
                 policy,
                 audit: audit.clone(),
                 requested: 0,

@@ -1,0 +1,212 @@
+//! Spacing each tenant's requests to a console, so that a burst of calls
+//! (a playbook isolating 200 hosts, a backlog of threat pulls) waits its
+//! turn in the host instead of running into the console's rate limit.
+//!
+//! A console limits requests per token, and a tenant's calls share one
+//! token; each call runs in a fresh instance that remembers nothing, so
+//! only the host can see them all. The pacing is the generic cell rate
+//! algorithm: a burst of `burst` requests goes at once, then one every
+//! `1 / per_second`, and each request reserves its turn when it is sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A tenant's request rate to one console host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRate {
+    /// Requests per second, once the burst is used up. Above zero.
+    pub per_second: u32,
+    /// Requests that may go at once after a quiet spell. Above zero.
+    pub burst: u32,
+}
+
+impl RequestRate {
+    /// `per_second` requests a second, in bursts of up to `burst`.
+    pub fn new(per_second: u32, burst: u32) -> RequestRate {
+        RequestRate { per_second, burst }
+    }
+
+    /// The time between two requests once the burst is used up.
+    fn interval(self) -> Duration {
+        Duration::from_secs(1) / self.per_second.max(1)
+    }
+}
+
+/// Where a turn could not be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoTurn {
+    /// How long from now the request's turn would have come.
+    pub(crate) wait: Duration,
+}
+
+/// The next free turn of every tenant and console host that has sent
+/// recently.
+#[derive(Default)]
+pub(crate) struct Pacer {
+    /// Per (tenant, host): when the next request would be on time if none
+    /// had gone early (the algorithm's "theoretical arrival time"). A time
+    /// already past means the burst is full again, the same as no entry.
+    next: Mutex<HashMap<(Arc<str>, String), Instant>>,
+}
+
+impl Pacer {
+    /// Entries kept before the ones gone quiet are swept out.
+    const SWEEP_ABOVE: usize = 1024;
+
+    /// Reserves a turn for one request of `tenant` to `host` at `rate`, and
+    /// returns when it may be sent (`now` or later). A turn later than
+    /// `latest` (the call's deadline, when it has one) is not reserved: the
+    /// request could not be sent in time, so it must not hold up the
+    /// tenant's later requests either.
+    pub(crate) fn reserve(
+        &self,
+        tenant: &Arc<str>,
+        host: &str,
+        rate: RequestRate,
+        now: Instant,
+        latest: Option<Instant>,
+    ) -> Result<Instant, NoTurn> {
+        let interval = rate.interval();
+        let tolerance = interval * rate.burst.max(1).saturating_sub(1);
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant.clone(), host.to_owned());
+        let due = next.get(&key).map_or(now, |&at| at.max(now));
+        let turn = due.checked_sub(tolerance).map_or(now, |t| t.max(now));
+        if latest.is_some_and(|latest| turn > latest) {
+            return Err(NoTurn { wait: turn - now });
+        }
+        if next.len() >= Pacer::SWEEP_ABOVE && !next.contains_key(&key) {
+            next.retain(|_, at| *at > now);
+        }
+        next.insert(key, due + interval);
+        Ok(turn)
+    }
+
+    /// Tenant and host pairs whose burst is not full again yet.
+    #[cfg(test)]
+    fn busy(&self, now: Instant) -> usize {
+        let next = self.next.lock().unwrap();
+        next.values().filter(|at| **at > now).count()
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.next.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> Arc<str> {
+        Arc::from(name)
+    }
+
+    const HOST: &str = "u1.sentinelone.net";
+
+    /// Turns of `count` requests sent at `now`, as offsets from it.
+    fn turns(pacer: &Pacer, t: &Arc<str>, rate: RequestRate, now: Instant, n: usize) -> Vec<u128> {
+        let latest = Some(now + Duration::from_secs(3600));
+        (0..n)
+            .map(|_| {
+                let turn = pacer.reserve(t, HOST, rate, now, latest).unwrap();
+                (turn - now).as_millis()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_goes_at_once_then_one_per_interval() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(10, 3);
+        assert_eq!(
+            turns(&pacer, &tenant("a"), rate, now, 6),
+            [0, 0, 0, 100, 200, 300]
+        );
+    }
+
+    #[test]
+    fn a_burst_of_one_spaces_every_request() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(4, 1);
+        assert_eq!(
+            turns(&pacer, &tenant("a"), rate, now, 4),
+            [0, 250, 500, 750]
+        );
+    }
+
+    #[test]
+    fn the_burst_refills_with_time() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(10, 2);
+        let a = tenant("a");
+        assert_eq!(turns(&pacer, &a, rate, now, 2), [0, 0]);
+        // 100 ms later one request's worth has come back, 200 ms later both.
+        assert_eq!(
+            turns(&pacer, &a, rate, now + Duration::from_millis(100), 2),
+            [0, 100]
+        );
+        let later = now + Duration::from_secs(10);
+        assert_eq!(turns(&pacer, &a, rate, later, 3), [0, 0, 100]);
+    }
+
+    #[test]
+    fn tenants_and_hosts_are_paced_apart() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let latest = Some(now + Duration::from_secs(60));
+        let (a, b) = (tenant("a"), tenant("b"));
+        assert_eq!(pacer.reserve(&a, HOST, rate, now, latest), Ok(now));
+        assert_eq!(pacer.reserve(&b, HOST, rate, now, latest), Ok(now));
+        assert_eq!(
+            pacer.reserve(&a, "other.example", rate, now, latest),
+            Ok(now)
+        );
+        let second = pacer.reserve(&a, HOST, rate, now, latest).unwrap();
+        assert_eq!(second - now, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_turn_past_the_latest_is_refused_and_not_reserved() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let a = tenant("a");
+        let latest = Some(now + Duration::from_millis(1500));
+        assert_eq!(pacer.reserve(&a, HOST, rate, now, latest), Ok(now));
+        let second = pacer.reserve(&a, HOST, rate, now, latest).unwrap();
+        assert_eq!(second - now, Duration::from_secs(1));
+        let refused = pacer.reserve(&a, HOST, rate, now, latest);
+        assert_eq!(
+            refused,
+            Err(NoTurn {
+                wait: Duration::from_secs(2)
+            })
+        );
+        // The refusal took nothing: a call with more time gets that turn.
+        let far = Some(now + Duration::from_secs(60));
+        let third = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        assert_eq!(third - now, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn quiet_pairs_are_swept_so_the_table_stays_bounded() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(100, 1);
+        let far = Some(now + Duration::from_secs(60));
+        for i in 0..Pacer::SWEEP_ABOVE {
+            let t = tenant(&format!("t{i}"));
+            pacer.reserve(&t, HOST, rate, now, far).unwrap();
+        }
+        assert_eq!(pacer.entries(), Pacer::SWEEP_ABOVE);
+        // A second later every burst is full again; the next new pair
+        // sweeps them out.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(pacer.busy(later), 0);
+        pacer
+            .reserve(&tenant("new"), HOST, rate, later, None)
+            .unwrap();
+        assert_eq!(pacer.entries(), 1);
+    }
+}
