@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{
-    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, Runtime,
-    RuntimeConfig,
+    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, RequestRate,
+    Runtime, RuntimeConfig,
 };
 
 #[tokio::main]
@@ -42,7 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = CallPolicy::with_egress(egress)
         .tenant("acme")
         .http_timeout(Duration::from_secs(10))
-        .deadline(Duration::from_secs(60));
+        .deadline(Duration::from_secs(60))
+        // All of acme's calls together send at most 20 requests at once,
+        // then 10 a second, so a burst of actions queues here instead of
+        // being answered with HTTP 429 by the console.
+        .request_rate(RequestRate::new(10, 20));
 
     // Per call: what the tenant saved in the connection form.
     let mut connection = Connection::new("u1234-s123", tokens::EXPIRING);
@@ -64,8 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for r in &outcome.requests {
         println!(
-            "audit: {} {}{} -> {:?} in {} ms",
-            r.method, r.host, r.path, r.status, r.duration_ms
+            "audit: {} {}{} -> {:?} in {} ms (waited {} ms for its turn)",
+            r.method, r.host, r.path, r.status, r.duration_ms, r.waited_ms
         );
     }
 
