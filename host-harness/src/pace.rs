@@ -44,14 +44,23 @@ pub(crate) struct NoTurn {
 /// recently.
 #[derive(Default)]
 pub(crate) struct Pacer {
+    turns: Mutex<Turns>,
+}
+
+#[derive(Default)]
+struct Turns {
     /// Per (tenant, host): when the next request would be on time if none
     /// had gone early (the algorithm's "theoretical arrival time"). A time
     /// already past means the burst is full again, the same as no entry.
-    next: Mutex<HashMap<(Arc<str>, String), Instant>>,
+    next: HashMap<(Arc<str>, String), Instant>,
+    /// The size at which entries gone quiet are next swept out: twice what
+    /// the last sweep left, so many busy tenants do not make every new
+    /// entry pay for a sweep.
+    sweep_at: usize,
 }
 
 impl Pacer {
-    /// Entries kept before the ones gone quiet are swept out.
+    /// Entries kept before the first sweep.
     const SWEEP_ABOVE: usize = 1024;
 
     /// Reserves a turn for one request of `tenant` to `host` at `rate`, and
@@ -69,30 +78,31 @@ impl Pacer {
     ) -> Result<Instant, NoTurn> {
         let interval = rate.interval();
         let tolerance = interval * rate.burst.max(1).saturating_sub(1);
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.clone(), host.to_owned());
-        let due = next.get(&key).map_or(now, |&at| at.max(now));
+        let due = turns.next.get(&key).map_or(now, |&at| at.max(now));
         let turn = due.checked_sub(tolerance).map_or(now, |t| t.max(now));
         if latest.is_some_and(|latest| turn > latest) {
             return Err(NoTurn { wait: turn - now });
         }
-        if next.len() >= Pacer::SWEEP_ABOVE && !next.contains_key(&key) {
-            next.retain(|_, at| *at > now);
+        if turns.next.len() >= turns.sweep_at.max(Pacer::SWEEP_ABOVE) {
+            turns.next.retain(|_, at| *at > now);
+            turns.sweep_at = turns.next.len() * 2;
         }
-        next.insert(key, due + interval);
+        turns.next.insert(key, due + interval);
         Ok(turn)
     }
 
     /// Tenant and host pairs whose burst is not full again yet.
     #[cfg(test)]
     fn busy(&self, now: Instant) -> usize {
-        let next = self.next.lock().unwrap();
-        next.values().filter(|at| **at > now).count()
+        let turns = self.turns.lock().unwrap();
+        turns.next.values().filter(|at| **at > now).count()
     }
 
     #[cfg(test)]
     fn entries(&self) -> usize {
-        self.next.lock().unwrap().len()
+        self.turns.lock().unwrap().next.len()
     }
 }
 
@@ -208,5 +218,25 @@ mod tests {
             .reserve(&tenant("new"), HOST, rate, later, None)
             .unwrap();
         assert_eq!(pacer.entries(), 1);
+    }
+
+    #[test]
+    fn busy_pairs_are_kept_and_the_next_sweep_waits_for_twice_as_many() {
+        let (pacer, now) = (Pacer::default(), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        for i in 0..Pacer::SWEEP_ABOVE {
+            let t = tenant(&format!("t{i}"));
+            pacer.reserve(&t, HOST, rate, now, None).unwrap();
+        }
+        // All still busy: the sweep keeps them, and each one's next request
+        // still waits its turn.
+        pacer
+            .reserve(&tenant("new"), HOST, rate, now, None)
+            .unwrap();
+        assert_eq!(pacer.entries(), Pacer::SWEEP_ABOVE + 1);
+        let again = pacer.reserve(&tenant("t0"), HOST, rate, now, None).unwrap();
+        assert_eq!(again - now, Duration::from_secs(1));
+        let sweep_at = pacer.turns.lock().unwrap().sweep_at;
+        assert_eq!(sweep_at, 2 * Pacer::SWEEP_ABOVE);
     }
 }
