@@ -16,13 +16,6 @@ use support::*;
 const DISCONNECT: &str = "/web/api/v2.1/agents/actions/disconnect";
 const CONNECT: &str = "/web/api/v2.1/agents/actions/connect";
 
-fn no_options() -> ActionOptions {
-    ActionOptions {
-        protected_hosts: vec![],
-        wait_seconds: 0,
-    }
-}
-
 fn body_for(id: &str) -> serde_json::Value {
     json!({"filter": {"ids": [id]}, "data": {}})
 }

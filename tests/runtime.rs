@@ -358,12 +358,8 @@ async fn an_isolation_the_pacing_could_not_fit_is_not_sent_and_says_so() {
         .tenant("acme")
         .request_rate(RequestRate::new(1, 1))
         .deadline(Duration::from_millis(400));
-    let options = connector_host::ActionOptions {
-        protected_hosts: vec![],
-        wait_seconds: 0,
-    };
     let outcome = runtime
-        .isolate_host(&admin, &finance_laptop(), &options, &hurried)
+        .isolate_host(&admin, &finance_laptop(), &no_options(), &hurried)
         .await;
     match &outcome.result {
         Err(CallError::Connector(e @ ConnectorError::RateLimited(_))) => assert!(
@@ -672,15 +668,11 @@ async fn an_export_of_another_type_is_refused_before_it_runs() {
     let runtime = Runtime::new(&mistyped).unwrap();
     let sim = Simulator::start().await.unwrap();
     let host = connector_host::HostSelector::Hostname("RECEPTION-PC".into());
-    let options = connector_host::ActionOptions {
-        protected_hosts: vec![],
-        wait_seconds: 0,
-    };
     let outcome = runtime
         .isolate_host(
             &connection(CONSOLE, tokens::ADMIN),
             &host,
-            &options,
+            &no_options(),
             &policy(&sim),
         )
         .await;

@@ -143,10 +143,7 @@ async fn viewer_token_validates() {
             &connector_host::HostSelector::AgentId(
                 connector_host::simulator::agents::FINANCE_LAPTOP.into(),
             ),
-            &connector_host::ActionOptions {
-                protected_hosts: vec![],
-                wait_seconds: 0,
-            },
+            &no_options(),
             &policy(&sim),
         )
         .await;

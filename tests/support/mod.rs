@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use connector_host::simulator::Simulator;
-use connector_host::{CallPolicy, Connection, ConnectionReport, EgressPolicy, Outcome, Runtime};
+use connector_host::{
+    ActionOptions, CallPolicy, Connection, ConnectionReport, EgressPolicy, Outcome, Runtime,
+};
 
 /// The console name the tests type; `tenant.sentinelone.net` is routed to the simulator.
 pub const CONSOLE: &str = "tenant";
@@ -25,6 +27,14 @@ pub fn policy(sim: &Simulator) -> CallPolicy {
         .connect_to(HOST, sim.addr())
         .unwrap();
     CallPolicy::with_egress(egress).http_timeout(Duration::from_secs(5))
+}
+
+/// Isolate or release with no extra protected hosts, returning at once.
+pub fn no_options() -> ActionOptions {
+    ActionOptions {
+        protected_hosts: vec![],
+        wait_seconds: 0,
+    }
 }
 
 pub fn connection(console: &str, token: &str) -> Connection {
