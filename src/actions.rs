@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::api::{self, Client, Idempotency, parse_json};
+use crate::api::{self, ActionFailure, Client, parse_json};
 use crate::body;
 use crate::error::{Error, Result};
 use crate::hosts::{self, Host, NetworkState, Selector};
@@ -131,12 +131,7 @@ pub fn run<T: Transport>(
     let wait = wait.min(MAX_WAIT);
     let request = json!({"filter": {"ids": [host.agent_id]}, "data": {}});
     let what = api::what(Method::Post, direction.endpoint());
-    let response = client.send(
-        Method::Post,
-        direction.endpoint(),
-        Some(&request),
-        Idempotency::Action,
-    );
+    let response = client.send_action(direction.endpoint(), &request);
     let failure = match response {
         Ok(r) if r.is_success() => {
             match parse_json::<Value>(&r, Method::Post, direction.endpoint()) {
@@ -181,14 +176,22 @@ pub fn run<T: Transport>(
             r.status,
             body::summarize(&r.body)
         ),
-        // Refused before it left: by the host's egress policy or its pacing
-        // of this connection's requests (a console's 429 arrives as a
-        // response). Nothing was sent, so there is nothing to look for.
-        Err(e @ (Error::EgressDenied(_) | Error::InvalidConfig(_) | Error::RateLimited { .. })) => {
-            return Err(e);
+        // It never left (refused by the host, no connection, no TLS): there
+        // is nothing to look for, and the admin can retry safely.
+        Err(ActionFailure {
+            mut error,
+            never_sent: true,
+        }) => {
+            error.message_mut().push_str(&format!(
+                " The {} request never reached the console, so agent {} ({}) is unchanged.",
+                direction.verb(),
+                host.agent_id,
+                host.hostname
+            ));
+            return Err(error);
         }
         // Already says what failed, in sentences of its own.
-        Err(e) => e.message().to_owned(),
+        Err(ActionFailure { error, .. }) => error.message().to_owned(),
     };
     // The console may or may not have acted: never resend, look instead.
     uncertain(client, host, direction, wait, &failure)
@@ -549,11 +552,78 @@ mod tests {
             ),
             "{err}"
         );
+        assert!(
+            err.message().ends_with(
+                " The isolate request never reached the console, so agent 42 (FIN-LT-0042) is \
+                 unchanged."
+            ),
+            "{err}"
+        );
         assert_eq!(
             t.sent.len(),
             2,
             "no read-back: nothing was sent to look for"
         );
+    }
+
+    #[test]
+    fn a_request_that_never_left_is_reported_as_unsent_without_a_read_back() {
+        let cases = [
+            (TransportError::Denied, "egress-denied"),
+            (TransportError::Dns, "unreachable"),
+            (TransportError::DnsTimeout, "unreachable"),
+            (
+                TransportError::Connect("connection refused".into()),
+                "unreachable",
+            ),
+            (TransportError::ConnectTimeout, "unreachable"),
+            (
+                TransportError::Tls("the TLS handshake failed".into()),
+                "unreachable",
+            ),
+        ];
+        for (failure, kind) in cases {
+            let mut t = Scripted::default()
+                .reply(200, &page("disconnected"))
+                .fail(failure.clone());
+            let err = run_with(&mut t, Direction::Release, &[]).unwrap_err();
+            assert_eq!(err.kind(), kind, "{failure:?}");
+            assert!(
+                err.message().ends_with(
+                    ". The release request never reached the console, so agent 42 \
+                     (FIN-LT-0042) is unchanged."
+                ),
+                "{failure:?}: {err}"
+            );
+            assert_eq!(t.sent.len(), 2, "{failure:?}: no read-back");
+        }
+    }
+
+    #[test]
+    fn a_request_that_may_have_arrived_is_looked_for() {
+        for failure in [
+            TransportError::Timeout,
+            TransportError::ConnectionLost,
+            TransportError::Protocol("junk".into()),
+            TransportError::Other("anything".into()),
+        ] {
+            let mut t = Scripted::default()
+                .reply(200, &page("connected"))
+                .fail(failure.clone())
+                .reply(200, &page("disconnecting"))
+                .reply(200, &page("disconnecting"));
+            let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
+            assert!(out.changed, "{failure:?}");
+            assert!(
+                out.detail.ends_with(
+                    "Even so, agent 42 now reports disconnecting, so the isolate was accepted."
+                ),
+                "{failure:?}: {}",
+                out.detail
+            );
+            assert!(!out.detail.contains("never reached"), "{failure:?}");
+            assert_eq!(posts(&t).len(), 1, "{failure:?}: never resent");
+        }
     }
 
     #[test]

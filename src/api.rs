@@ -35,6 +35,17 @@ pub enum Idempotency {
     Action,
 }
 
+/// Why a state change got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionFailure {
+    /// What went wrong, worded for the admin.
+    pub error: Error,
+    /// True when the failure proves the request never reached the console
+    /// (refused by the host, no name, no connection, no TLS), so the
+    /// change cannot have happened.
+    pub never_sent: bool,
+}
+
 /// A connected client for one console and token.
 pub struct Client<'t, T: Transport> {
     console: Console,
@@ -82,7 +93,8 @@ impl<'t, T: Transport> Client<'t, T> {
 
     /// Sends `method path` (below [`API_PREFIX`]) and returns the final
     /// response, whatever its status, after retrying reads as the policy allows.
-    /// Transport failures become `unreachable`, `egress-denied` or `upstream`.
+    /// Transport failures become `unreachable`, `egress-denied`, `rate-limited`
+    /// (the host's pacing) or `upstream`.
     pub fn send(
         &mut self,
         method: Method,
@@ -90,10 +102,8 @@ impl<'t, T: Transport> Client<'t, T> {
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<Response> {
-        self.send_sized(method, path, body, idempotency)?
-            .map_err(|limit| {
-                self.transport_error(TransportError::BodyTooLarge(limit), method, path)
-            })
+        self.exchange(method, path, body, idempotency)
+            .map_err(|e| self.transport_error(e, method, path))
     }
 
     /// As [`Client::send`], except that an answer larger than the body
@@ -106,21 +116,48 @@ impl<'t, T: Transport> Client<'t, T> {
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<core::result::Result<Response, u64>> {
+        match self.exchange(method, path, body, idempotency) {
+            Ok(response) => Ok(Ok(response)),
+            Err(TransportError::BodyTooLarge(limit)) => Ok(Err(limit)),
+            Err(e) => Err(self.transport_error(e, method, path)),
+        }
+    }
+
+    /// Sends a state change (`POST path` with `body`), resent only after a
+    /// 429. A failure says whether the request can have reached the
+    /// console, which decides whether the caller must look for its effect.
+    pub fn send_action(
+        &mut self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> core::result::Result<Response, ActionFailure> {
+        self.exchange(Method::Post, path, Some(body), Idempotency::Action)
+            .map_err(|e| ActionFailure {
+                never_sent: e.never_sent(),
+                error: self.transport_error(e, Method::Post, path),
+            })
+    }
+
+    /// Sends the request, retrying as `idempotency` allows, and returns the
+    /// final response whatever its status.
+    fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> core::result::Result<Response, TransportError> {
         let request = self.request(method, path, body);
         let started = self.transport.now();
         let mut attempt = 1;
         loop {
-            let response = match self.transport.send(&request) {
-                Ok(response) => response,
-                Err(TransportError::BodyTooLarge(limit)) => return Ok(Err(limit)),
-                Err(e) => return Err(self.transport_error(e, method, path)),
-            };
+            let response = self.transport.send(&request)?;
             let retryable = match idempotency {
                 Idempotency::Read => is_retryable_status(response.status),
                 Idempotency::Action => response.status == 429,
             };
             if !retryable {
-                return Ok(Ok(response));
+                return Ok(response);
             }
             let retry_after = parse_retry_after(response.header("retry-after"));
             let delay = self
@@ -129,7 +166,7 @@ impl<'t, T: Transport> Client<'t, T> {
             let out_of_budget =
                 self.transport.now().saturating_sub(started) + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_budget {
-                return Ok(Ok(response));
+                return Ok(response);
             }
             self.transport.pause(delay);
             attempt += 1;
@@ -200,6 +237,15 @@ impl<'t, T: Transport> Client<'t, T> {
                 "{host} did not answer {what} in time. The console may be down or overloaded, \
                  or a firewall may be dropping traffic; try again later, and check that the \
                  SOAR platform can reach {host} on port 443."
+            )),
+            TransportError::ConnectTimeout => Error::Unreachable(format!(
+                "Could not connect to {host}: the connection was not accepted in time. The \
+                 console may be down, or a firewall may be dropping traffic; check that the \
+                 SOAR platform can reach {host} on port 443."
+            )),
+            TransportError::ConnectionLost => Error::Unreachable(format!(
+                "The connection to {host} closed before the answer to {what} was complete. \
+                 The console or a proxy on the way may have restarted; try again."
             )),
             TransportError::Connect(detail) => Error::Unreachable(format!(
                 "Could not connect to {host} ({}). Check that the hostname is right and that the \
@@ -579,7 +625,17 @@ mod tests {
                 "unreachable",
                 "DNS servers did not answer",
             ),
-            (TransportError::Timeout, "unreachable", "in time"),
+            (TransportError::Timeout, "unreachable", "did not answer GET"),
+            (
+                TransportError::ConnectTimeout,
+                "unreachable",
+                "connection was not accepted in time",
+            ),
+            (
+                TransportError::ConnectionLost,
+                "unreachable",
+                "closed before the answer to GET /web/api/v2.1/user was complete",
+            ),
             (
                 TransportError::Connect("refused".into()),
                 "unreachable",

@@ -28,7 +28,8 @@ pub enum Error {
         /// The console's numeric `Retry-After`, in seconds, when it sent one.
         retry_after_seconds: Option<u32>,
     },
-    /// DNS, connect, TLS or timeout failure.
+    /// DNS, connect, TLS or timeout failure, or a connection that closed
+    /// before the answer was complete.
     Unreachable(String),
     /// The embedding host's egress policy refused the destination.
     EgressDenied(String),

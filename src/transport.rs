@@ -91,11 +91,20 @@ pub enum TransportError {
     /// Looking up the hostname took longer than the connect timeout: the
     /// name servers did not answer, which says nothing about the name.
     DnsTimeout,
-    /// The TCP connection was refused, reset or could not be made.
+    /// No connection could be made: refused, no route, or a proxy that
+    /// would not open a tunnel. The request did not leave.
     Connect(String),
-    /// A connect, first-byte or between-bytes timeout expired.
+    /// No connection was made within the connect timeout. The request did
+    /// not leave.
+    ConnectTimeout,
+    /// The connection closed before the response was complete. The request
+    /// may have reached the console.
+    ConnectionLost,
+    /// The first-byte or between-bytes timeout expired: the request went
+    /// out, and the console may have acted on it.
     Timeout,
-    /// The TLS handshake failed (certificate, protocol).
+    /// The TLS handshake failed (certificate, protocol). The request did not
+    /// leave.
     Tls(String),
     /// The response body exceeded the cap, in bytes.
     BodyTooLarge(u64),
@@ -107,6 +116,25 @@ pub enum TransportError {
     Protocol(String),
     /// Anything else the transport reported.
     Other(String),
+}
+
+impl TransportError {
+    /// True when the failure proves the request never reached the console,
+    /// so a state change it asked for cannot have happened. False when it
+    /// may have arrived (a timeout after sending, a dropped connection, a
+    /// broken answer) or nothing is known.
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Denied
+                | TransportError::Dns
+                | TransportError::DnsTimeout
+                | TransportError::Connect(_)
+                | TransportError::ConnectTimeout
+                | TransportError::Tls(_)
+                | TransportError::HostRateLimit
+        )
+    }
 }
 
 /// Sends requests and waits between retries.

@@ -189,15 +189,15 @@ fn map_error_code(code: ErrorCode) -> TransportError {
         ErrorCode::HttpRequestDenied => TransportError::Denied,
         ErrorCode::DnsError(_) => TransportError::Dns,
         ErrorCode::DnsTimeout => TransportError::DnsTimeout,
-        ErrorCode::ConnectionTimeout
-        | ErrorCode::ConnectionReadTimeout
+        ErrorCode::ConnectionTimeout => TransportError::ConnectTimeout,
+        ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused => TransportError::Connect("connection refused".into()),
         ErrorCode::ConfigurationError => TransportError::Connect(
             "the SOAR platform's proxy or network configuration did not let it through".into(),
         ),
-        ErrorCode::ConnectionTerminated => TransportError::Connect("connection closed".into()),
+        ErrorCode::ConnectionTerminated => TransportError::ConnectionLost,
         ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
             TransportError::Connect("destination unavailable".into())
         }
