@@ -448,6 +448,61 @@ async fn server_error_on_the_post_is_never_resent_and_the_state_is_reported() {
 }
 
 #[tokio::test]
+async fn a_post_the_console_hung_up_on_is_looked_for_and_never_resent() {
+    // The console acted, then dropped the connection: the request did
+    // arrive, so the connector must look, not say it never left.
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-hangup-applied", faulty(FaultKind::HangUpAfterApplying));
+    let done = isolate(
+        &sim,
+        "t-hangup-applied",
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await
+    .result
+    .unwrap();
+    assert!(done.changed);
+    assert!(
+        done.detail.starts_with(
+            "The connection to tenant.sentinelone.net closed before the answer to POST \
+             /web/api/v2.1/agents/actions/disconnect was complete."
+        ),
+        "{}",
+        done.detail
+    );
+    assert!(
+        done.detail.ends_with("so the isolate was accepted."),
+        "{}",
+        done.detail
+    );
+    assert_eq!(action_posts(&sim).len(), 1);
+
+    // It dropped the connection without acting: the read-back says so.
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-hangup-token", faulty(FaultKind::HangUp));
+    let err = error(
+        isolate(
+            &sim,
+            "t-hangup-token",
+            HostSelector::Hostname("FIN-LT-0042".into()),
+            no_options(),
+        )
+        .await,
+    );
+    assert_eq!(err.kind(), "upstream");
+    assert!(
+        err.message().contains("closed before the answer")
+            && err
+                .message()
+                .contains("still reports connected, so the isolate has not started"),
+        "{err:?}"
+    );
+    assert!(!err.message().contains("never reached"), "{err:?}");
+    assert_eq!(action_posts(&sim).len(), 1);
+}
+
+#[tokio::test]
 async fn a_timed_out_post_is_not_resent() {
     let sim = Simulator::start().await.unwrap();
     sim.add_token("t-stall-token", faulty(FaultKind::Stall));

@@ -105,6 +105,15 @@ impl WasiHttpHooks for PolicyHooks {
         tls_error_code(err)
     }
 
+    /// A connection the server closed before its answer was complete is
+    /// told apart from a broken answer (wasmtime-wasi-http reports both as
+    /// a protocol error): the request may have been acted on, and the admin
+    /// is told the connection dropped rather than that the console spoke
+    /// bad HTTP.
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> ErrorCode {
+        hyper_error_code(err)
+    }
+
     /// A proxy that could not be reached or refused the tunnel is the
     /// platform's configuration at fault, not the destination: the guest is
     /// told so.
@@ -305,6 +314,17 @@ fn cap_request_body(
             })
             .boxed_unsync()
     })
+}
+
+/// The `wasi:http` code for a failed exchange on an open connection.
+fn hyper_error_code(err: &hyper::Error) -> ErrorCode {
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        ErrorCode::ConnectionTerminated
+    } else if err.is_parse_too_large() {
+        ErrorCode::HttpResponseHeaderSectionSize(None)
+    } else {
+        ErrorCode::HttpProtocolError
+    }
 }
 
 /// The `wasi:http` code for a TLS failure, read from the rustls error

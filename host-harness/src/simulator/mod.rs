@@ -238,7 +238,7 @@ async fn accept_loop(
                     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
                         return Ok(routes::incomplete_body());
                     };
-                    Ok::<_, Infallible>(routes::handle(&state, parts, body, stop).await)
+                    routes::handle(&state, parts, body, stop).await
                 }
             });
             let _ = http1::Builder::new()

@@ -86,6 +86,12 @@ pub enum FaultKind {
     /// The request is carried out, then answered with a plain-text 500
     /// (the server acted but the client cannot know).
     ErrorAfterApplying,
+    /// The request is read, then the connection is closed without an
+    /// answer and without acting on it.
+    HangUp,
+    /// The request is carried out, then the connection is closed without
+    /// an answer (a console or proxy that restarted mid-request).
+    HangUpAfterApplying,
 }
 
 /// A fault and when it applies.

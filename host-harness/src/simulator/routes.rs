@@ -15,13 +15,70 @@ use super::{FaultKind, LoggedRequest, SimBody, State, TokenProfile};
 
 const PREFIX: &str = "/web/api/v2.1";
 
+/// The simulator closes the connection instead of answering.
+#[derive(Debug)]
+pub(crate) struct HangUp;
+
+impl std::fmt::Display for HangUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the simulator hung up on purpose")
+    }
+}
+
+impl std::error::Error for HangUp {}
+
+/// Answers one request, or hangs up when a fault says so.
 pub(crate) async fn handle(
     state: &Arc<Mutex<State>>,
     parts: Parts,
     body: Bytes,
     stop: watch::Receiver<bool>,
-) -> Response<SimBody> {
-    let (auth_scheme, token) = authorization(&parts);
+) -> Result<Response<SimBody>, HangUp> {
+    let Caller {
+        profile,
+        fault,
+        token,
+    } = match admit(state, &parts, &body) {
+        Ok(caller) => caller,
+        Err(refusal) => return Ok(*refusal),
+    };
+    Ok(match fault {
+        Some(FaultKind::ErrorAfterApplying) => {
+            let _ = route(state, &parts, &body, &profile);
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server could not process the request.",
+            )
+        }
+        Some(FaultKind::HangUp) => return Err(HangUp),
+        Some(FaultKind::HangUpAfterApplying) => {
+            let _ = route(state, &parts, &body, &profile);
+            return Err(HangUp);
+        }
+        Some(fault) => fault_response(fault, stop).await,
+        None if profile.echo_token => {
+            let token = token.unwrap_or_default();
+            echo(route(state, &parts, &body, &profile), &token).await
+        }
+        None => route(state, &parts, &body, &profile),
+    })
+}
+
+/// Who sent a request, and the fault due for it.
+struct Caller {
+    profile: TokenProfile,
+    fault: Option<FaultKind>,
+    token: Option<String>,
+}
+
+/// Logs the request and finds its caller; a request that needs no profile
+/// or has no valid token is answered here.
+fn admit(
+    state: &Arc<Mutex<State>>,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Caller, Box<Response<SimBody>>> {
+    let (auth_scheme, token) = authorization(parts);
     let (profile, fault) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         let profile = token.as_ref().and_then(|t| state.tokens.get(t)).cloned();
@@ -35,7 +92,7 @@ pub(crate) async fn handle(
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: String::from_utf8_lossy(body).into_owned(),
                 token: profile.as_ref().map(|p| p.name.clone()),
                 auth_scheme,
             };
@@ -49,30 +106,23 @@ pub(crate) async fn handle(
     };
     let path = parts.uri.path();
     if parts.method == Method::GET && path == format!("{PREFIX}/system/status") {
-        return json_response(StatusCode::OK, &json!({"data": {"health": "ok"}}));
+        return Err(Box::new(json_response(
+            StatusCode::OK,
+            &json!({"data": {"health": "ok"}}),
+        )));
     }
-    let Some(profile) = profile.filter(|p| !p.is_expired()) else {
-        return error(
+    match profile.filter(|p| !p.is_expired()) {
+        Some(profile) => Ok(Caller {
+            profile,
+            fault,
+            token,
+        }),
+        None => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             4010010,
             "Authentication Failed",
             None,
-        );
-    };
-    match fault {
-        Some(FaultKind::ErrorAfterApplying) => {
-            let _ = route(state, &parts, &body, &profile);
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Server could not process the request.",
-            )
-        }
-        Some(fault) => fault_response(fault, stop).await,
-        None if profile.echo_token => {
-            let token = token.unwrap_or_default();
-            echo(route(state, &parts, &body, &profile), &token).await
-        }
-        None => route(state, &parts, &body, &profile),
+        ))),
     }
 }
 
@@ -243,7 +293,9 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             }
             r
         }
-        FaultKind::ErrorAfterApplying => unreachable!("handled by the caller"),
+        FaultKind::ErrorAfterApplying | FaultKind::HangUp | FaultKind::HangUpAfterApplying => {
+            unreachable!("handled by the caller")
+        }
     }
 }
 
