@@ -21,10 +21,12 @@ pub struct AuditRecord {
     pub status: Option<u16>,
     /// Response body bytes delivered to the connector.
     pub bytes: u64,
-    /// From sending to the end of the response body (or the failure), in ms.
+    /// From sending to the end of the response body (or the failure), in
+    /// ms; 0 for a request that ended while waiting for its turn.
     pub duration_ms: u64,
     /// How long the request waited for its tenant's turn before it was
-    /// sent (`CallPolicy::request_rate`), in ms; not part of `duration_ms`.
+    /// sent (`CallPolicy::request_rate`), or until it ended if it never was,
+    /// in ms; not part of `duration_ms`.
     pub waited_ms: u64,
     /// `ok`, `denied: <why>` (including `denied: paced: ...` for a request
     /// whose turn would have come after the call's deadline), or what went wrong: `timeout`,
@@ -52,7 +54,10 @@ pub(crate) struct AuditLog {
 struct Entry {
     record: AuditRecord,
     span: tracing::Span,
+    /// When the record's current phase began: its wait for a turn, then
+    /// its exchange.
     started: Instant,
+    waiting: bool,
     finished: bool,
 }
 
@@ -80,9 +85,29 @@ impl AuditLog {
             record,
             span,
             started: Instant::now(),
+            waiting: false,
             finished: false,
         });
         entries.len() - 1
+    }
+
+    /// Record `index` now waits for its tenant's turn: time from here on
+    /// counts as `waited_ms` until [`AuditLog::sending`].
+    pub(crate) fn waiting(&self, index: usize) {
+        if let Some(entry) = self.lock().get_mut(index).filter(|e| !e.finished) {
+            entry.waiting = true;
+            entry.started = Instant::now();
+        }
+    }
+
+    /// Record `index`'s turn has come: its wait ends, and its
+    /// `duration_ms` counts from here.
+    pub(crate) fn sending(&self, index: usize) {
+        if let Some(entry) = self.lock().get_mut(index).filter(|e| !e.finished) {
+            entry.stop_clock();
+            entry.waiting = false;
+            entry.started = Instant::now();
+        }
     }
 
     /// The span of record `index`, to run the request in.
@@ -98,15 +123,14 @@ impl AuditLog {
         self.finish(index, |_| {});
     }
 
-    /// Changes record `index` in place while it is open: its status, size,
-    /// duration or outcome (the request line was redacted when it was
-    /// pushed).
+    /// Changes record `index` in place while it is open: its status, size
+    /// or outcome (the request line was redacted when it was pushed).
     pub(crate) fn update(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         self.change(index, f, false);
     }
 
-    /// Completes record `index` as [`AuditLog::update`] does, and traces it.
-    /// A record already finished keeps its outcome.
+    /// Completes record `index` as [`AuditLog::update`] does, times it,
+    /// and traces it. A record already finished keeps its outcome.
     pub(crate) fn finish(&self, index: usize, f: impl FnOnce(&mut AuditRecord)) {
         self.change(index, f, true);
     }
@@ -118,7 +142,6 @@ impl AuditLog {
     pub(crate) fn close(&self) {
         for entry in self.lock().iter_mut().filter(|e| !e.finished) {
             entry.record.outcome = "cut-off".into();
-            entry.record.duration_ms = millis(entry.started.elapsed());
             entry.finish();
         }
     }
@@ -163,7 +186,18 @@ impl AuditLog {
 }
 
 impl Entry {
+    /// Ends the current phase: the wait for a turn, or the exchange.
+    fn stop_clock(&mut self) {
+        let ms = millis(self.started.elapsed());
+        if self.waiting {
+            self.record.waited_ms = ms;
+        } else {
+            self.record.duration_ms = ms;
+        }
+    }
+
     fn finish(&mut self) {
+        self.stop_clock();
         self.finished = true;
         let _inside = self.span.enter();
         trace(&self.record);
@@ -232,6 +266,31 @@ mod tests {
             waited_ms: 0,
             outcome: "pending".into(),
         }
+    }
+
+    #[test]
+    fn a_wait_for_a_turn_is_timed_apart_from_the_exchange() {
+        let pause = || std::thread::sleep(Duration::from_millis(30));
+        let log = AuditLog::new(Secret::new(None));
+        let sent = log.push(record("GET", "h", "/a"));
+        log.waiting(sent);
+        pause();
+        log.sending(sent);
+        pause();
+        log.finish(sent, |r| r.outcome = "ok".into());
+
+        // Cut off before its turn came: all wait, no exchange.
+        let unsent = log.push(record("GET", "h", "/b"));
+        log.waiting(unsent);
+        pause();
+        log.close();
+
+        let records = log.snapshot();
+        assert!(records[0].waited_ms >= 30, "{:?}", records[0]);
+        assert!(records[0].duration_ms >= 30, "{:?}", records[0]);
+        assert_eq!(records[1].outcome, "cut-off");
+        assert!(records[1].waited_ms >= 30, "{:?}", records[1]);
+        assert_eq!(records[1].duration_ms, 0, "it was never sent");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, TlsAlertReceivedPayload};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::audit::{AuditLog, AuditRecord, millis};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::connect::ProxyFailed;
 use crate::pace::{NoTurn, Pacer};
 use crate::policy::CallPolicy;
@@ -180,7 +180,6 @@ impl WasiHttpHooks for PolicyHooks {
         let sink = Sink {
             audit: self.audit.clone(),
             index,
-            started: Instant::now(),
             bytes: 0,
         };
         let (pools, cap) = (self.pools.clone(), self.policy.max_response_bytes);
@@ -201,17 +200,15 @@ impl WasiHttpHooks for PolicyHooks {
 struct Sink {
     audit: AuditLog,
     index: usize,
-    started: Instant,
     /// Response body bytes delivered to the connector so far.
     bytes: u64,
 }
 
 impl Sink {
     fn finish(&self, outcome: String) {
-        let (bytes, ms) = (self.bytes, millis(self.started.elapsed()));
+        let bytes = self.bytes;
         self.audit.finish(self.index, |r| {
             r.bytes = bytes;
-            r.duration_ms = ms;
             r.outcome = outcome;
         });
     }
@@ -225,12 +222,12 @@ impl Drop for Sink {
 }
 
 /// Waits for the request's turn, if it has one, and starts its clock after.
-async fn wait_for(turn: Option<Instant>, mut sink: Sink) -> Sink {
+/// Cut off before then, its record shows the wait and no exchange.
+async fn wait_for(turn: Option<Instant>, sink: Sink) -> Sink {
     if let Some(turn) = turn.filter(|&turn| turn > Instant::now()) {
+        sink.audit.waiting(sink.index);
         tokio::time::sleep_until(turn.into()).await;
-        let waited = millis(sink.started.elapsed());
-        sink.audit.update(sink.index, |r| r.waited_ms = waited);
-        sink.started = Instant::now();
+        sink.audit.sending(sink.index);
     }
     sink
 }
