@@ -265,11 +265,16 @@ fn uncertain<T: Transport>(
         )));
     }
     let state = poll(client, &host.agent_id, direction, wait).unwrap_or(state);
+    // The verdict first: the failure's own advice (retry, check the
+    // network) is about the request, not about this action, which is done.
     Ok(ActionOutcome {
         detail: format!(
-            "{failure} Even so, agent {} now reports {}, so the {verb} was accepted.",
+            "The {verb} was accepted: agent {} ({}) now reports {}, although the request itself \
+             failed ({}).",
             host.agent_id,
-            state.as_str()
+            host.hostname,
+            state.as_str(),
+            failure.trim_end_matches('.')
         ),
         changed: true,
         network_state: state,
@@ -471,10 +476,11 @@ mod tests {
         assert!(out.changed);
         assert_eq!(
             out.detail,
-            "u1.sentinelone.net did not answer POST /web/api/v2.1/agents/actions/disconnect in \
-             time. The console may be down or overloaded, or a firewall may be dropping traffic; \
-             try again later, and check that the SOAR platform can reach u1.sentinelone.net on \
-             port 443. Even so, agent 42 now reports disconnecting, so the isolate was accepted."
+            "The isolate was accepted: agent 42 (FIN-LT-0042) now reports disconnecting, although \
+             the request itself failed (u1.sentinelone.net did not answer POST \
+             /web/api/v2.1/agents/actions/disconnect in time. The console may be down or \
+             overloaded, or a firewall may be dropping traffic; try again later, and check that \
+             the SOAR platform can reach u1.sentinelone.net on port 443)."
         );
         assert_eq!(posts(&t).len(), 1);
 
@@ -615,8 +621,9 @@ mod tests {
             let out = run_with(&mut t, Direction::Isolate, &[]).unwrap();
             assert!(out.changed, "{failure:?}");
             assert!(
-                out.detail.ends_with(
-                    "Even so, agent 42 now reports disconnecting, so the isolate was accepted."
+                out.detail.starts_with(
+                    "The isolate was accepted: agent 42 (FIN-LT-0042) now reports \
+                     disconnecting, although the request itself failed ("
                 ),
                 "{failure:?}: {}",
                 out.detail

@@ -244,8 +244,8 @@ impl<'t, T: Transport> Client<'t, T> {
                  SOAR platform can reach {host} on port 443."
             )),
             TransportError::ConnectionLost => Error::Unreachable(format!(
-                "The connection to {host} closed before the answer to {what} was complete. \
-                 The console or a proxy on the way may have restarted; try again."
+                "The connection to {host} closed before the answer to {what} was complete: \
+                 the console, or a proxy on the way, dropped it."
             )),
             TransportError::Connect(detail) => Error::Unreachable(format!(
                 "Could not connect to {host} ({}). Check that the hostname is right and that the \
