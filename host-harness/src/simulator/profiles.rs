@@ -40,6 +40,8 @@ pub mod tokens {
     pub const ACTION_ERROR_AFTER_APPLYING: &str = "sim-action-500-applied-71c2f8";
     /// Admin; isolate/release never get an answer.
     pub const ACTION_STALL: &str = "sim-action-stall-0f6d95";
+    /// Admin; isolate/release act, then the connection closes unanswered.
+    pub const ACTION_HANG_UP_AFTER_APPLYING: &str = "sim-action-hangup-applied-9a4c17";
     /// Admin; its first 40 threat pages each update two older threats.
     pub const THREATS_CHURN: &str = "sim-threats-churn-8d3b47";
     /// Admin; threat pages after the third answer a plain-text 500.
@@ -338,6 +340,11 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
             ACTION_STALL,
             TokenProfile::admin("action-stall")
                 .fault(Fault::always(FaultKind::Stall).on_path(ACTIONS)),
+        ),
+        (
+            ACTION_HANG_UP_AFTER_APPLYING,
+            TokenProfile::admin("action-hangup-applied")
+                .fault(Fault::always(FaultKind::HangUpAfterApplying).on_path(ACTIONS)),
         ),
     ]
 }
