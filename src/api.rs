@@ -28,7 +28,8 @@ pub const TOKEN_FIX: &str = "Generate a new API token in the SentinelOne console
 /// Whether a request may be sent again after a retryable status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// A read: retried on 429, 502, 503 and 504.
+    /// A read: retried on 429, 502, 503 and 504, and when the connection
+    /// drops before the answer.
     Read,
     /// A state change: resent only after a 429, which the console answers
     /// before processing; never after a server error or timeout.
@@ -151,26 +152,50 @@ impl<'t, T: Transport> Client<'t, T> {
         let started = self.transport.now();
         let mut attempt = 1;
         loop {
-            let response = self.transport.send(&request)?;
+            let response = match self.transport.send(&request) {
+                Ok(response) => response,
+                // A load balancer or proxy that drops a connection usually
+                // answers the next one; a read is safe to send again. A
+                // state change is not: the console may have acted.
+                Err(TransportError::ConnectionLost)
+                    if idempotency == Idempotency::Read
+                        && self.back_off(attempt, started, None) =>
+                {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let retryable = match idempotency {
                 Idempotency::Read => is_retryable_status(response.status),
                 Idempotency::Action => response.status == 429,
             };
-            if !retryable {
-                return Ok(response);
-            }
             let retry_after = parse_retry_after(response.header("retry-after"));
-            let delay = self
-                .retry
-                .delay(attempt, retry_after, self.transport.random());
-            let out_of_budget =
-                self.transport.now().saturating_sub(started) + delay > self.retry.budget;
-            if attempt >= self.retry.max_attempts || out_of_budget {
+            if !retryable || !self.back_off(attempt, started, retry_after) {
                 return Ok(response);
             }
-            self.transport.pause(delay);
             attempt += 1;
         }
+    }
+
+    /// Waits before attempt `attempt + 1` if the policy allows one more
+    /// within its budget (counted from `started`); false when it does not.
+    fn back_off(
+        &mut self,
+        attempt: u32,
+        started: core::time::Duration,
+        retry_after: Option<u32>,
+    ) -> bool {
+        let delay = self
+            .retry
+            .delay(attempt, retry_after, self.transport.random());
+        let out_of_budget =
+            self.transport.now().saturating_sub(started) + delay > self.retry.budget;
+        if attempt >= self.retry.max_attempts || out_of_budget {
+            return false;
+        }
+        self.transport.pause(delay);
+        true
     }
 
     /// Sends a read and parses a successful JSON body as `D`. Any other status
@@ -632,11 +657,6 @@ mod tests {
                 "connection was not accepted in time",
             ),
             (
-                TransportError::ConnectionLost,
-                "unreachable",
-                "closed before the answer to GET /web/api/v2.1/user was complete",
-            ),
-            (
                 TransportError::Connect("refused".into()),
                 "unreachable",
                 "refused",
@@ -711,6 +731,43 @@ mod tests {
                 .unwrap();
             assert_eq!(t.sent.len(), 1, "{status}");
         }
+    }
+
+    #[test]
+    fn a_read_whose_connection_dropped_is_sent_again_an_action_is_not() {
+        let mut t = Scripted::default()
+            .fail(TransportError::ConnectionLost)
+            .reply(200, "{}");
+        let r = client(&mut t)
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap();
+        assert_eq!((r.status, t.sent.len()), (200, 2));
+        assert_eq!(t.pauses.len(), 1, "it backs off first");
+
+        // Within the policy's attempts: then the failure is reported.
+        let mut t = Scripted::default();
+        for _ in 0..4 {
+            t = t.fail(TransportError::ConnectionLost);
+        }
+        let err = client(&mut t)
+            .send(Method::Get, "/user", None, Idempotency::Read)
+            .unwrap_err();
+        assert_eq!(err.kind(), "unreachable");
+        assert!(
+            err.message().contains(
+                "The connection to u1-s1.sentinelone.net closed before the answer to GET \
+                 /web/api/v2.1/user was complete"
+            ),
+            "{err}"
+        );
+        assert_eq!(t.sent.len(), 4);
+
+        let mut t = Scripted::default().fail(TransportError::ConnectionLost);
+        let failed = client(&mut t)
+            .send_action("/agents/actions/disconnect", &serde_json::json!({}))
+            .unwrap_err();
+        assert!(!failed.never_sent, "it may have arrived");
+        assert_eq!(t.sent.len(), 1, "a state change is never sent twice");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use core::time::Duration;
 
-/// Bounds on retrying. Reads are retried on 429, 502, 503 and 504; actions
-/// (issue-specific callers) decide for themselves.
+/// Bounds on retrying. Reads are retried on 429, 502, 503 and 504, and
+/// when the connection drops before the answer; actions only on 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included.

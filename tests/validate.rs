@@ -232,6 +232,29 @@ async fn retries_reads_after_429_honouring_retry_after_and_after_503() {
 }
 
 #[tokio::test]
+async fn a_read_whose_connection_dropped_is_sent_again() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(
+        "t-hangup-once",
+        TokenProfile::admin("hangup-once").fault(Fault::first(1, FaultKind::HangUp)),
+    );
+    let outcome = validate(&sim, "t-hangup-once").await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let first = &outcome.requests[0];
+    assert_eq!(first.status, None);
+    assert!(
+        first
+            .outcome
+            .contains("connection closed before message completed"),
+        "{first:?}"
+    );
+    assert_eq!(outcome.requests[1].status, Some(200));
+    let lines = request_lines(&sim);
+    assert_eq!(lines[0], lines[1], "the same read was sent again");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+}
+
+#[tokio::test]
 async fn persistent_429_gives_rate_limited_after_bounded_attempts() {
     let sim = Simulator::start().await.unwrap();
     let err = connector_error(validate(&sim, tokens::RATE_LIMITED).await);
