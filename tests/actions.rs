@@ -409,20 +409,31 @@ fn faulty(kind: FaultKind) -> TokenProfile {
     TokenProfile::admin("faulty").fault(Fault::always(kind).on_path("/agents/actions"))
 }
 
+/// Isolates FIN-LT-0042 on a fresh simulator whose isolate POST meets
+/// `kind`; the simulator is returned for its request log.
+async fn isolate_meeting(
+    kind: FaultKind,
+) -> (
+    Simulator,
+    connector_host::Outcome<connector_host::ActionOutcome>,
+) {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token("t-faulty-token", faulty(kind));
+    let outcome = isolate(
+        &sim,
+        "t-faulty-token",
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await;
+    (sim, outcome)
+}
+
 #[tokio::test]
 async fn server_error_on_the_post_is_never_resent_and_the_state_is_reported() {
     // The server did not act: the re-read shows it, and the admin may retry.
-    let sim = Simulator::start().await.unwrap();
-    sim.add_token("t-500-not-applied", faulty(FaultKind::PlainTextError));
-    let err = error(
-        isolate(
-            &sim,
-            "t-500-not-applied",
-            HostSelector::Hostname("FIN-LT-0042".into()),
-            no_options(),
-        )
-        .await,
-    );
+    let (sim, outcome) = isolate_meeting(FaultKind::PlainTextError).await;
+    let err = error(outcome);
     assert_eq!(err.kind(), "upstream");
     assert!(
         err.message().contains("HTTP 500") && err.message().contains("still reports connected"),
@@ -431,17 +442,8 @@ async fn server_error_on_the_post_is_never_resent_and_the_state_is_reported() {
     assert_eq!(action_posts(&sim).len(), 1);
 
     // The server acted, then failed: the re-read shows the isolation.
-    let sim = Simulator::start().await.unwrap();
-    sim.add_token("t-500-applied", faulty(FaultKind::ErrorAfterApplying));
-    let done = isolate(
-        &sim,
-        "t-500-applied",
-        HostSelector::Hostname("FIN-LT-0042".into()),
-        no_options(),
-    )
-    .await
-    .result
-    .unwrap();
+    let (sim, outcome) = isolate_meeting(FaultKind::ErrorAfterApplying).await;
+    let done = outcome.result.unwrap();
     assert!(done.changed);
     assert!(
         done.detail.starts_with("The isolate was accepted: "),
@@ -455,17 +457,8 @@ async fn server_error_on_the_post_is_never_resent_and_the_state_is_reported() {
 async fn a_post_the_console_hung_up_on_is_looked_for_and_never_resent() {
     // The console acted, then dropped the connection: the request did
     // arrive, so the connector must look, not say it never left.
-    let sim = Simulator::start().await.unwrap();
-    sim.add_token("t-hangup-applied", faulty(FaultKind::HangUpAfterApplying));
-    let done = isolate(
-        &sim,
-        "t-hangup-applied",
-        HostSelector::Hostname("FIN-LT-0042".into()),
-        no_options(),
-    )
-    .await
-    .result
-    .unwrap();
+    let (sim, outcome) = isolate_meeting(FaultKind::HangUpAfterApplying).await;
+    let done = outcome.result.unwrap();
     assert!(done.changed);
     // `disconnecting` or `disconnected`, as the simulated agent confirms.
     let verdict = format!(
@@ -485,17 +478,8 @@ async fn a_post_the_console_hung_up_on_is_looked_for_and_never_resent() {
     assert_eq!(action_posts(&sim).len(), 1);
 
     // It dropped the connection without acting: the read-back says so.
-    let sim = Simulator::start().await.unwrap();
-    sim.add_token("t-hangup-token", faulty(FaultKind::HangUp));
-    let err = error(
-        isolate(
-            &sim,
-            "t-hangup-token",
-            HostSelector::Hostname("FIN-LT-0042".into()),
-            no_options(),
-        )
-        .await,
-    );
+    let (sim, outcome) = isolate_meeting(FaultKind::HangUp).await;
+    let err = error(outcome);
     assert_eq!(err.kind(), "upstream");
     assert!(
         err.message().contains("closed before the answer")
