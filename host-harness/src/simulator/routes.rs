@@ -34,13 +34,46 @@ pub(crate) async fn handle(
     body: Bytes,
     stop: watch::Receiver<bool>,
 ) -> Result<Response<SimBody>, HangUp> {
-    let Caller {
-        profile,
-        fault,
-        token,
-    } = match admit(state, &parts, &body) {
-        Ok(caller) => caller,
-        Err(refusal) => return Ok(*refusal),
+    let (auth_scheme, token) = authorization(&parts);
+    let (profile, fault) = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let profile = token.as_ref().and_then(|t| state.tokens.get(t)).cloned();
+        if state.logging {
+            let entry = LoggedRequest {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                host: parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                token: profile.as_ref().map(|p| p.name.clone()),
+                auth_scheme,
+            };
+            state.log.push(entry);
+        }
+        let fault = match (&token, &profile) {
+            (Some(t), Some(p)) if !p.is_expired() => take_fault(&mut state, t, p, parts.uri.path()),
+            _ => None,
+        };
+        (profile, fault)
+    };
+    let path = parts.uri.path();
+    if parts.method == Method::GET && path == format!("{PREFIX}/system/status") {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"data": {"health": "ok"}}),
+        ));
+    }
+    let Some(profile) = profile.filter(|p| !p.is_expired()) else {
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            4010010,
+            "Authentication Failed",
+            None,
+        ));
     };
     Ok(match fault {
         Some(FaultKind::ErrorAfterApplying) => {
@@ -62,68 +95,6 @@ pub(crate) async fn handle(
         }
         None => route(state, &parts, &body, &profile),
     })
-}
-
-/// Who sent a request, and the fault due for it.
-struct Caller {
-    profile: TokenProfile,
-    fault: Option<FaultKind>,
-    token: Option<String>,
-}
-
-/// Logs the request and finds its caller; a request that needs no profile
-/// or has no valid token is answered here.
-fn admit(
-    state: &Arc<Mutex<State>>,
-    parts: &Parts,
-    body: &Bytes,
-) -> Result<Caller, Box<Response<SimBody>>> {
-    let (auth_scheme, token) = authorization(parts);
-    let (profile, fault) = {
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        let profile = token.as_ref().and_then(|t| state.tokens.get(t)).cloned();
-        if state.logging {
-            let entry = LoggedRequest {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().map(str::to_owned),
-                host: parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned),
-                body: String::from_utf8_lossy(body).into_owned(),
-                token: profile.as_ref().map(|p| p.name.clone()),
-                auth_scheme,
-            };
-            state.log.push(entry);
-        }
-        let fault = match (&token, &profile) {
-            (Some(t), Some(p)) if !p.is_expired() => take_fault(&mut state, t, p, parts.uri.path()),
-            _ => None,
-        };
-        (profile, fault)
-    };
-    let path = parts.uri.path();
-    if parts.method == Method::GET && path == format!("{PREFIX}/system/status") {
-        return Err(Box::new(json_response(
-            StatusCode::OK,
-            &json!({"data": {"health": "ok"}}),
-        )));
-    }
-    match profile.filter(|p| !p.is_expired()) {
-        Some(profile) => Ok(Caller {
-            profile,
-            fault,
-            token,
-        }),
-        None => Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            4010010,
-            "Authentication Failed",
-            None,
-        ))),
-    }
 }
 
 /// Display fields an echoing console appends the token to. Fields that
