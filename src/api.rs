@@ -170,8 +170,11 @@ impl<'t, T: Transport> Client<'t, T> {
                 Idempotency::Read => is_retryable_status(response.status),
                 Idempotency::Action => response.status == 429,
             };
+            if !retryable {
+                return Ok(response);
+            }
             let retry_after = parse_retry_after(response.header("retry-after"));
-            if !retryable || !self.back_off(attempt, started, retry_after) {
+            if !self.back_off(attempt, started, retry_after) {
                 return Ok(response);
             }
             attempt += 1;
