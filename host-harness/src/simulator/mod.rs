@@ -17,7 +17,6 @@ mod routes;
 mod threat_store;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -208,8 +207,9 @@ impl Drop for Simulator {
     }
 }
 
-/// The body type of every simulator response.
-pub(crate) type SimBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// The body type of every simulator response. Its error is the simulator's hang-up, which makes hyper close the
+/// connection.
+pub(crate) type SimBody = http_body_util::combinators::BoxBody<Bytes, routes::HangUp>;
 
 async fn accept_loop(
     listener: TcpListener,

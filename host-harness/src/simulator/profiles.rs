@@ -94,6 +94,10 @@ pub enum FaultKind {
     /// The request is carried out, then the connection is closed without
     /// an answer (a console or proxy that restarted mid-request).
     HangUpAfterApplying,
+    /// The request is carried out and answered, but the connection closes
+    /// halfway through the body, short of its `Content-Length` (a console
+    /// or proxy that died while answering).
+    CutShort,
 }
 
 /// A fault and when it applies.

@@ -88,13 +88,70 @@ pub(crate) async fn handle(
             let _ = route(state, &parts, &body, &profile);
             return Err(HangUp);
         }
+        Some(FaultKind::CutShort) => cut_short(route(state, &parts, &body, &profile)).await?,
         Some(fault) => fault_response(fault, stop).await,
         None if profile.echo_token => {
             let token = token.unwrap_or_default();
-            echo(route(state, &parts, &body, &profile), &token).await
+            echo(route(state, &parts, &body, &profile), &token).await?
         }
         None => route(state, &parts, &body, &profile),
     })
+}
+
+/// `response` with its full `Content-Length` but only the first half of its
+/// body, after which the connection closes: a console or proxy that died
+/// while answering.
+async fn cut_short(response: Response<SimBody>) -> Result<Response<SimBody>, HangUp> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = whole(body).await?;
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, bytes.len().into());
+    let half = bytes.slice(..bytes.len() / 2);
+    Ok(Response::from_parts(
+        parts,
+        HalfBody {
+            half: Some(half),
+            flushed: false,
+        }
+        .boxed(),
+    ))
+}
+
+/// Yields its bytes, lets hyper send them, then fails, which makes hyper
+/// close the connection (a body that merely ended short of its length
+/// would leave the client waiting for the rest on an open connection).
+struct HalfBody {
+    half: Option<Bytes>,
+    flushed: bool,
+}
+
+impl http_body::Body for HalfBody {
+    type Data = Bytes;
+    type Error = HangUp;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, HangUp>>> {
+        use std::task::Poll;
+        if let Some(half) = self.half.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(half))));
+        }
+        // hyper writes what it holds only when the body has nothing ready;
+        // failing at once would drop the head with the connection.
+        if !self.flushed {
+            self.flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(HangUp)))
+    }
+}
+
+/// The bytes of an answer built here: only a fault's body fails.
+async fn whole(body: SimBody) -> Result<Bytes, HangUp> {
+    Ok(body.collect().await?.to_bytes())
 }
 
 /// Display fields an echoing console appends the token to. Fields that
@@ -115,14 +172,11 @@ const ECHO_MARK: &str = "@@echo@@";
 
 /// `response`, a JSON answer, rewritten the way a console that echoes the
 /// caller's token would write it.
-async fn echo(response: Response<SimBody>, token: &str) -> Response<SimBody> {
+async fn echo(response: Response<SimBody>, token: &str) -> Result<Response<SimBody>, HangUp> {
     let (mut parts, body) = response.into_parts();
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(never) => match never {},
-    };
+    let bytes = whole(body).await?;
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Full::new(bytes).boxed());
+        return Ok(Response::from_parts(parts, full(bytes)));
     };
     match value.get_mut("data") {
         Some(Value::Array(items)) => items.iter_mut().for_each(|item| echo_into(item, token)),
@@ -135,7 +189,7 @@ async fn echo(response: Response<SimBody>, token: &str) -> Response<SimBody> {
         .collect();
     let text = value.to_string().replace(ECHO_MARK, &spelt);
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    Response::from_parts(parts, Full::new(Bytes::from(text)).boxed())
+    Ok(Response::from_parts(parts, full(Bytes::from(text))))
 }
 
 /// Appends `token` to the display fields of `record` and everything in it,
@@ -264,9 +318,10 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
             }
             r
         }
-        FaultKind::ErrorAfterApplying | FaultKind::HangUp | FaultKind::HangUpAfterApplying => {
-            unreachable!("handled by the caller")
-        }
+        FaultKind::ErrorAfterApplying
+        | FaultKind::HangUp
+        | FaultKind::HangUpAfterApplying
+        | FaultKind::CutShort => unreachable!("handled by the caller"),
     }
 }
 
@@ -528,8 +583,13 @@ fn html(status: StatusCode, title: &str) -> Response<SimBody> {
     raw(status, "text/html", Bytes::from(page))
 }
 
+/// A body of exactly `bytes`.
+fn full(bytes: Bytes) -> SimBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
 fn raw(status: StatusCode, content_type: &str, body: Bytes) -> Response<SimBody> {
-    let mut response = Response::new(Full::new(body).boxed());
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         response.headers_mut().insert(http::header::CONTENT_TYPE, v);
