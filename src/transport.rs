@@ -4,10 +4,14 @@
 //! implement it with scripted responses. Everything above this trait is plain
 //! Rust.
 
-use alloc::{string::String, vec::Vec};
+use alloc::{borrow::ToOwned, string::String, vec::Vec};
 
 use core::fmt;
 use core::time::Duration;
+
+/// Largest response body the connector reads, in bytes. The host may cap
+/// lower.
+pub const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// HTTP methods the connector uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +141,35 @@ impl TransportError {
     }
 }
 
+impl TransportError {
+    /// What a failure while reading a response body was, from its text.
+    ///
+    /// wasmtime-wasi-http 48 keeps body errors as its own error type, so
+    /// `wasi:http`'s `http-error-code` cannot recover a code for them and
+    /// the text is all the guest gets. Its wording is wasmtime's `Display`
+    /// of that type ("connection terminated", "connection read timeout",
+    /// "HTTP response body size exceeds limit: N bytes"); anything else is
+    /// taken for a broken answer.
+    pub fn from_body_failure(text: &str) -> TransportError {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("body size exceeds limit") {
+            let limit = lower
+                .split("limit: ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok());
+            return TransportError::BodyTooLarge(limit.unwrap_or(MAX_RESPONSE_BYTES));
+        }
+        if lower.contains("timeout") || lower.contains("timed out") {
+            return TransportError::Timeout;
+        }
+        if lower.contains("connection terminated") {
+            return TransportError::ConnectionLost;
+        }
+        TransportError::Protocol(text.to_owned())
+    }
+}
+
 /// Sends requests and waits between retries.
 pub trait Transport {
     /// Sends `request` and returns the response with its body read.
@@ -228,5 +261,34 @@ pub(crate) mod testing {
         fn random(&mut self) -> u64 {
             0x9e37_79b9_7f4a_7c15
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_failure_is_named_from_wasmtimes_wording() {
+        let read = TransportError::from_body_failure;
+        assert_eq!(
+            read("connection terminated"),
+            TransportError::ConnectionLost
+        );
+        assert_eq!(read("connection read timeout"), TransportError::Timeout);
+        assert_eq!(
+            read("HTTP response body size exceeds limit: 4096 bytes"),
+            TransportError::BodyTooLarge(4096)
+        );
+        assert_eq!(
+            read("HTTP response body size exceeds limit"),
+            TransportError::BodyTooLarge(MAX_RESPONSE_BYTES)
+        );
+        // hyper's own wording says nothing about why; it stays a broken
+        // answer, never a retried one.
+        assert_eq!(
+            read("hyper error: error reading a body from connection"),
+            TransportError::Protocol("hyper error: error reading a body from connection".into())
+        );
     }
 }

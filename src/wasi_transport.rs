@@ -12,10 +12,7 @@ use wasi::http::types::{
 
 use wasi::io::streams::StreamError;
 
-use crate::transport::{Method, Request, Response, Transport, TransportError};
-
-/// Largest response body the connector reads. The host may cap lower.
-const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
+use crate::transport::{MAX_RESPONSE_BYTES, Method, Request, Response, Transport, TransportError};
 
 /// Timeouts asked of the host; the host clamps them to its own policy.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,29 +152,11 @@ fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, TransportError> {
             Err(StreamError::LastOperationFailed(e)) => {
                 return Err(match http_error_code(&e) {
                     Some(code) => map_error_code(code),
-                    None => classify_body_error(&e.to_debug_string()),
+                    None => TransportError::from_body_failure(&e.to_debug_string()),
                 });
             }
         }
     }
-}
-
-/// wasmtime-wasi-http 48 keeps body errors as its own error type, so
-/// `http-error-code` cannot recover them; its message is all the guest gets.
-fn classify_body_error(text: &str) -> TransportError {
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("body size exceeds limit") {
-        let limit = lower
-            .split("limit: ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|n| n.parse().ok());
-        return TransportError::BodyTooLarge(limit.unwrap_or(MAX_RESPONSE_BYTES));
-    }
-    if lower.contains("timeout") || lower.contains("timed out") {
-        return TransportError::Timeout;
-    }
-    TransportError::Protocol(text.to_owned())
 }
 
 fn other(message: &str) -> TransportError {

@@ -493,6 +493,38 @@ async fn a_post_the_console_hung_up_on_is_looked_for_and_never_resent() {
 }
 
 #[tokio::test]
+async fn a_post_whose_answer_was_cut_short_is_looked_for_and_never_resent() {
+    // The console acted and began to answer, then the connection dropped
+    // halfway through the body: the outcome is read back, not guessed from
+    // half an answer, and the failure is named a dropped connection.
+    let (sim, outcome) = isolate_meeting(FaultKind::CutShort).await;
+    let done = outcome.result.unwrap();
+    assert!(done.changed);
+    assert!(
+        done.detail.starts_with("The isolate was accepted: "),
+        "{}",
+        done.detail
+    );
+    assert!(
+        done.detail.contains(
+            "although the request itself failed (The connection to tenant.sentinelone.net \
+             closed before the answer to POST /web/api/v2.1/agents/actions/disconnect was \
+             complete"
+        ),
+        "{}",
+        done.detail
+    );
+    assert_eq!(action_posts(&sim).len(), 1);
+    let post = outcome
+        .requests
+        .iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(post.status, Some(200));
+    assert_eq!(post.outcome, "error: connection terminated");
+}
+
+#[tokio::test]
 async fn a_timed_out_post_is_not_resent() {
     let sim = Simulator::start().await.unwrap();
     sim.add_token("t-stall-token", faulty(FaultKind::Stall));

@@ -255,6 +255,24 @@ async fn a_read_whose_connection_dropped_is_sent_again() {
 }
 
 #[tokio::test]
+async fn a_read_whose_answer_was_cut_short_is_sent_again() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(
+        "t-cut-once",
+        TokenProfile::admin("cut-once").fault(Fault::first(1, FaultKind::CutShort)),
+    );
+    let outcome = validate(&sim, "t-cut-once").await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let first = &outcome.requests[0];
+    assert_eq!(first.status, Some(200));
+    assert_eq!(first.outcome, "error: connection terminated", "{first:?}");
+    assert_eq!(outcome.requests[1].outcome, "ok");
+    let lines = request_lines(&sim);
+    assert_eq!(lines[0], lines[1], "the same read was sent again");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+}
+
+#[tokio::test]
 async fn persistent_429_gives_rate_limited_after_bounded_attempts() {
     let sim = Simulator::start().await.unwrap();
     let err = connector_error(validate(&sim, tokens::RATE_LIMITED).await);

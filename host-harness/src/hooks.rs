@@ -315,13 +315,44 @@ fn cap_request_body(
 
 /// The `wasi:http` code for a failed exchange on an open connection.
 fn hyper_error_code(err: &hyper::Error) -> ErrorCode {
-    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+    if dropped(err) {
         ErrorCode::ConnectionTerminated
     } else if err.is_parse_too_large() {
         ErrorCode::HttpResponseHeaderSectionSize(None)
     } else {
         ErrorCode::HttpProtocolError
     }
+}
+
+/// A response body's failure, with a dropped connection named as one:
+/// wasmtime-wasi-http hands body errors to the guest as text only (no
+/// `wasi:http` code), and hyper words a connection closed mid-body "error
+/// reading a body from connection", which reads as a broken answer.
+fn body_error(error: HttpError) -> HttpError {
+    match error {
+        HttpError::Hyper(e) if dropped(&e) => HttpError::ConnectionTerminated,
+        other => other,
+    }
+}
+
+/// Whether hyper failed because the connection ended before the message
+/// did, rather than because the message was malformed.
+fn dropped(err: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The `wasi:http` code for a TLS failure, read from the rustls error
@@ -394,6 +425,7 @@ impl Body for AuditedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(error)) => {
+                let error = body_error(error);
                 this.sink.finish(outcome_of(&error));
                 Poll::Ready(Some(Err(error)))
             }
