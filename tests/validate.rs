@@ -231,16 +231,29 @@ async fn retries_reads_after_429_honouring_retry_after_and_after_503() {
     assert_eq!(sim.requests().len(), 5);
 }
 
-#[tokio::test]
-async fn a_read_whose_connection_dropped_is_sent_again() {
+/// Validates through a console that meets the first request with `kind`,
+/// checks the same read was sent again and validation went on to succeed,
+/// and returns the first request's audit record.
+async fn validate_past_one(kind: FaultKind) -> connector_host::AuditRecord {
     let sim = Simulator::start().await.unwrap();
     sim.add_token(
-        "t-hangup-once",
-        TokenProfile::admin("hangup-once").fault(Fault::first(1, FaultKind::HangUp)),
+        "t-faulty-once",
+        TokenProfile::admin("faulty-once").fault(Fault::first(1, kind)),
     );
-    let outcome = validate(&sim, "t-hangup-once").await;
+    let outcome = validate(&sim, "t-faulty-once").await;
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-    let first = &outcome.requests[0];
+    assert_eq!(outcome.requests[1].status, Some(200));
+    assert_eq!(outcome.requests[1].outcome, "ok");
+    let lines = request_lines(&sim);
+    assert_eq!(lines[0], lines[1], "the same read was sent again");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    outcome.requests[0].clone()
+}
+
+#[tokio::test]
+async fn a_read_whose_connection_dropped_is_sent_again() {
+    // Dropped before the answer's head...
+    let first = validate_past_one(FaultKind::HangUp).await;
     assert_eq!(first.status, None);
     assert!(
         first
@@ -248,28 +261,10 @@ async fn a_read_whose_connection_dropped_is_sent_again() {
             .contains("connection closed before message completed"),
         "{first:?}"
     );
-    assert_eq!(outcome.requests[1].status, Some(200));
-    let lines = request_lines(&sim);
-    assert_eq!(lines[0], lines[1], "the same read was sent again");
-    assert_eq!(lines.len(), 5, "{lines:?}");
-}
-
-#[tokio::test]
-async fn a_read_whose_answer_was_cut_short_is_sent_again() {
-    let sim = Simulator::start().await.unwrap();
-    sim.add_token(
-        "t-cut-once",
-        TokenProfile::admin("cut-once").fault(Fault::first(1, FaultKind::CutShort)),
-    );
-    let outcome = validate(&sim, "t-cut-once").await;
-    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-    let first = &outcome.requests[0];
+    // ...or part-way through its body, which is no broken answer.
+    let first = validate_past_one(FaultKind::CutShort).await;
     assert_eq!(first.status, Some(200));
     assert_eq!(first.outcome, "error: connection terminated", "{first:?}");
-    assert_eq!(outcome.requests[1].outcome, "ok");
-    let lines = request_lines(&sim);
-    assert_eq!(lines[0], lines[1], "the same read was sent again");
-    assert_eq!(lines.len(), 5, "{lines:?}");
 }
 
 #[tokio::test]
