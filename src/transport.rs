@@ -139,9 +139,7 @@ impl TransportError {
                 | TransportError::HostRateLimit
         )
     }
-}
 
-impl TransportError {
     /// What a failure while reading a response body was, from its text.
     ///
     /// wasmtime-wasi-http 48 keeps body errors as its own error type, so
