@@ -200,15 +200,19 @@ mod tests {
         assert_eq!(third - now, Duration::from_secs(2));
     }
 
+    /// One request each from tenants `t0` up to the sweep threshold.
+    fn fill(pacer: &Pacer, rate: RequestRate, now: Instant, latest: Option<Instant>) {
+        for i in 0..Pacer::SWEEP_ABOVE {
+            let t = tenant(&format!("t{i}"));
+            pacer.reserve(&t, HOST, rate, now, latest).unwrap();
+        }
+    }
+
     #[test]
     fn quiet_pairs_are_swept_so_the_table_stays_bounded() {
         let (pacer, now) = (Pacer::default(), Instant::now());
         let rate = RequestRate::new(100, 1);
-        let far = Some(now + Duration::from_secs(60));
-        for i in 0..Pacer::SWEEP_ABOVE {
-            let t = tenant(&format!("t{i}"));
-            pacer.reserve(&t, HOST, rate, now, far).unwrap();
-        }
+        fill(&pacer, rate, now, Some(now + Duration::from_secs(60)));
         assert_eq!(pacer.entries(), Pacer::SWEEP_ABOVE);
         // A second later every burst is full again; the next new pair
         // sweeps them out.
@@ -224,10 +228,7 @@ mod tests {
     fn busy_pairs_are_kept_and_the_next_sweep_waits_for_twice_as_many() {
         let (pacer, now) = (Pacer::default(), Instant::now());
         let rate = RequestRate::new(1, 1);
-        for i in 0..Pacer::SWEEP_ABOVE {
-            let t = tenant(&format!("t{i}"));
-            pacer.reserve(&t, HOST, rate, now, None).unwrap();
-        }
+        fill(&pacer, rate, now, None);
         // All still busy: the sweep keeps them, and each one's next request
         // still waits its turn.
         pacer

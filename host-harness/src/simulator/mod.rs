@@ -207,8 +207,8 @@ impl Drop for Simulator {
     }
 }
 
-/// The body type of every simulator response. Its error is the simulator's hang-up, which makes hyper close the
-/// connection.
+/// The body type of every simulator response. Its error is the simulator's
+/// hang-up, which makes hyper close the connection.
 pub(crate) type SimBody = http_body_util::combinators::BoxBody<Bytes, routes::HangUp>;
 
 async fn accept_loop(
