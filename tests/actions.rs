@@ -461,6 +461,16 @@ async fn accepted_though_dropped(
     kind: FaultKind,
 ) -> connector_host::Outcome<connector_host::ActionOutcome> {
     let (sim, outcome) = isolate_meeting(kind).await;
+    shows_accepted_though_dropped(&sim, &outcome);
+    outcome
+}
+
+/// An isolate of FIN-LT-0042 that the console carried out, then dropped the
+/// connection on: read back, reported, and sent once.
+fn shows_accepted_though_dropped(
+    sim: &Simulator,
+    outcome: &connector_host::Outcome<connector_host::ActionOutcome>,
+) {
     let done = outcome.result.as_ref().unwrap();
     assert!(done.changed);
     // `disconnecting` or `disconnected`, as the simulated agent confirms.
@@ -478,8 +488,7 @@ async fn accepted_though_dropped(
         "{}",
         done.detail
     );
-    assert_eq!(action_posts(&sim).len(), 1);
-    outcome
+    assert_eq!(action_posts(sim).len(), 1);
 }
 
 #[tokio::test]
@@ -516,6 +525,20 @@ async fn a_post_whose_answer_was_cut_short_is_looked_for_and_never_resent() {
         .unwrap();
     assert_eq!(post.status, Some(200));
     assert_eq!(post.outcome, "error: connection terminated");
+}
+
+#[tokio::test]
+async fn the_simulators_cut_short_token_drops_every_action_answer() {
+    // `connector-host simulate` offers this fault to try by hand.
+    let sim = Simulator::start().await.unwrap();
+    let outcome = isolate(
+        &sim,
+        tokens::ACTION_CUT_SHORT,
+        HostSelector::Hostname("FIN-LT-0042".into()),
+        no_options(),
+    )
+    .await;
+    shows_accepted_though_dropped(&sim, &outcome);
 }
 
 #[tokio::test]

@@ -42,6 +42,9 @@ pub mod tokens {
     pub const ACTION_STALL: &str = "sim-action-stall-0f6d95";
     /// Admin; isolate/release act, then the connection closes unanswered.
     pub const ACTION_HANG_UP_AFTER_APPLYING: &str = "sim-action-hangup-applied-9a4c17";
+    /// Admin; isolate/release act and answer, but the connection closes
+    /// halfway through the answer's body.
+    pub const ACTION_CUT_SHORT: &str = "sim-action-cut-short-e5b830";
     /// Admin; its first 40 threat pages each update two older threats.
     pub const THREATS_CHURN: &str = "sim-threats-churn-8d3b47";
     /// Admin; threat pages after the third answer a plain-text 500.
@@ -349,6 +352,11 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
             ACTION_HANG_UP_AFTER_APPLYING,
             TokenProfile::admin("action-hangup-applied")
                 .fault(Fault::always(FaultKind::HangUpAfterApplying).on_path(ACTIONS)),
+        ),
+        (
+            ACTION_CUT_SHORT,
+            TokenProfile::admin("action-cut-short")
+                .fault(Fault::always(FaultKind::CutShort).on_path(ACTIONS)),
         ),
     ]
 }

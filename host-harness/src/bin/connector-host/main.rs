@@ -198,12 +198,13 @@ async fn simulate(port: u16, printer: Printer) -> ExitCode {
     );
     outln!(
         "Action faults: 429 once {} · 500 {} · 500 after acting {} · stall {} · hang-up after \
-         acting {}",
+         acting {} · answer cut short {}",
         tokens::ACTION_RATE_LIMITED_ONCE,
         tokens::ACTION_SERVER_ERROR,
         tokens::ACTION_ERROR_AFTER_APPLYING,
         tokens::ACTION_STALL,
-        tokens::ACTION_HANG_UP_AFTER_APPLYING
+        tokens::ACTION_HANG_UP_AFTER_APPLYING,
+        tokens::ACTION_CUT_SHORT
     );
     outln!(
         "Hosts: FIN-LT-0042 (10.0.0.1), FIN-LT-0043 (10.0.0.12), RECEPTION-PC (two agents, one named Reception-PC), \
