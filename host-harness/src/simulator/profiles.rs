@@ -260,6 +260,9 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
     use tokens::*;
     let day = Duration::from_secs(DAY as u64);
     let viewer_perms = ["Users.view", "Endpoints.view", "Threats.view"];
+    // An admin whose every isolate and release meets `kind`.
+    let every_action =
+        |name, kind| TokenProfile::admin(name).fault(Fault::always(kind).on_path(ACTIONS));
     vec![
         (ADMIN, TokenProfile::admin("admin")),
         (
@@ -322,13 +325,11 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
         ),
         (
             ACTION_SERVER_ERROR,
-            TokenProfile::admin("action-500")
-                .fault(Fault::always(FaultKind::PlainTextError).on_path(ACTIONS)),
+            every_action("action-500", FaultKind::PlainTextError),
         ),
         (
             ACTION_ERROR_AFTER_APPLYING,
-            TokenProfile::admin("action-500-applied")
-                .fault(Fault::always(FaultKind::ErrorAfterApplying).on_path(ACTIONS)),
+            every_action("action-500-applied", FaultKind::ErrorAfterApplying),
         ),
         (
             THREATS_CHURN,
@@ -343,20 +344,14 @@ pub fn builtin() -> Vec<(&'static str, TokenProfile)> {
             ),
         ),
         (ECHO, TokenProfile::admin("echo").echo_token()),
-        (
-            ACTION_STALL,
-            TokenProfile::admin("action-stall")
-                .fault(Fault::always(FaultKind::Stall).on_path(ACTIONS)),
-        ),
+        (ACTION_STALL, every_action("action-stall", FaultKind::Stall)),
         (
             ACTION_HANG_UP_AFTER_APPLYING,
-            TokenProfile::admin("action-hangup-applied")
-                .fault(Fault::always(FaultKind::HangUpAfterApplying).on_path(ACTIONS)),
+            every_action("action-hangup-applied", FaultKind::HangUpAfterApplying),
         ),
         (
             ACTION_CUT_SHORT,
-            TokenProfile::admin("action-cut-short")
-                .fault(Fault::always(FaultKind::CutShort).on_path(ACTIONS)),
+            every_action("action-cut-short", FaultKind::CutShort),
         ),
     ]
 }
