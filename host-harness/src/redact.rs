@@ -1,10 +1,13 @@
 //! Keeping the call's API token out of everything the host hands back.
 //!
 //! A guest may put the token anywhere in a request (the host name, the
-//! user-info, the method), and a console may echo it back into the text a
-//! connector returns. The built-in connector scrubs its own results; the
-//! host does it again for every connector, so that a buggy one cannot put
-//! the token into an audit record, a log line or a SOAR case record either.
+//! user-info, the method), percent-encoded or not, and a console may echo
+//! it back into the text a connector returns. The built-in connector scrubs
+//! its own results; the host does it again for every connector, so that a
+//! buggy one cannot put the token into an audit record, a log line or a
+//! SOAR case record either. The host finds the token in any letter case
+//! (its audit records lowercase host names) and with any of its bytes
+//! percent-encoded.
 
 use std::sync::Arc;
 
@@ -37,25 +40,93 @@ impl Secret {
         )
     }
 
-    /// Whether `text` holds the secret.
+    /// Whether `text` holds the secret, spelt any way [`spellings`] finds.
     fn is_in(&self, text: &str) -> bool {
-        self.0.as_deref().is_some_and(|s| text.contains(s))
+        self.0
+            .as_deref()
+            .is_some_and(|s| !spellings(text.as_bytes(), s.as_bytes()).is_empty())
     }
 
-    /// `text` with every occurrence of the secret replaced by `[REDACTED]`.
+    /// `text` with every spelling of the secret replaced by `[REDACTED]`.
     pub(crate) fn redact(&self, text: &str) -> String {
-        match &self.0 {
-            Some(s) if text.contains(&**s) => text.replace(&**s, REDACTED),
-            _ => text.to_owned(),
-        }
+        let mut text = text.to_owned();
+        self.redact_in_place(&mut text);
+        text
     }
 
     /// Like [`Secret::redact`], without allocating when there is nothing to do.
     pub(crate) fn redact_in_place(&self, text: &mut String) {
-        if self.is_in(text) {
-            *text = self.redact(text);
+        let Some(secret) = self.0.as_deref() else {
+            return;
+        };
+        let found = spellings(text.as_bytes(), secret.as_bytes());
+        if found.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut done = 0;
+        for range in found {
+            out.extend_from_slice(&text.as_bytes()[done..range.start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            done = range.end;
+        }
+        out.extend_from_slice(&text.as_bytes()[done..]);
+        // Every spelling starts and ends on a character boundary (it begins
+        // with the secret's first character or a `%`, and ends after its
+        // last character or an escape), so this is never lossy.
+        *text = String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    }
+}
+
+/// Each place `secret` is spelt in `text`, as byte ranges in order: in any
+/// ASCII letter case, and with any of its bytes percent-encoded (`%41` or
+/// `%61` for `A`). A guest's request line may carry it either way: the
+/// audit lowercases host names (as DNS ignores case), and a query or path
+/// may be percent-encoded. A random token of at least [`Secret::MIN_LEN`]
+/// characters does not occur in ordinary text in another case by chance.
+fn spellings(text: &[u8], secret: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    let Some(&first) = secret.first() else {
+        return found;
+    };
+    // Only where the first byte could start a spelling (a threat page's
+    // raw JSON runs to megabytes, and is searched for every call).
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut done = 0;
+    for at in memchr::memchr3_iter(lower, upper, b'%', text) {
+        if at >= done
+            && let Some(end) = spelt_at(text, at, secret)
+        {
+            found.push(at..end);
+            done = end;
         }
     }
+    found
+}
+
+/// Where a spelling of `secret` that starts at `text[at]` ends, if one does.
+fn spelt_at(text: &[u8], mut at: usize, secret: &[u8]) -> Option<usize> {
+    for &want in secret {
+        let here = *text.get(at)?;
+        at += if here.eq_ignore_ascii_case(&want) {
+            1
+        } else if here == b'%'
+            && percent_decoded(text.get(at + 1..at + 3)?)?.eq_ignore_ascii_case(&want)
+        {
+            3
+        } else {
+            return None;
+        };
+    }
+    Some(at)
+}
+
+/// The byte two hex digits stand for.
+fn percent_decoded(hex: &[u8]) -> Option<u8> {
+    let digit = |b: &u8| char::from(*b).to_digit(16);
+    let (high, low) = (digit(hex.first()?)?, digit(hex.get(1)?)?);
+    u8::try_from(high * 16 + low).ok()
 }
 
 /// A value the token can be removed from.
@@ -308,6 +379,35 @@ mod tests {
         });
         err.redact(&Secret::new(Some(TOKEN)));
         assert!(!format!("{err:?}").contains(TOKEN), "{err:?}");
+    }
+
+    #[test]
+    fn the_token_is_found_in_any_letter_case_and_percent_encoded() {
+        let secret = Secret::new(Some("AbCd-1234_eFgH"));
+        let all_encoded: String = "AbCd-1234_eFgH"
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        for (text, redacted) in [
+            (
+                "abcd-1234_efgh.sentinelone.net",
+                "[REDACTED].sentinelone.net",
+            ),
+            ("/x?q=%41b%43d-1234%5feF%67H&y=1", "/x?q=[REDACTED]&y=1"),
+            (
+                &format!("/{all_encoded}/{all_encoded}"),
+                "/[REDACTED]/[REDACTED]",
+            ),
+            ("ABCD-1234_EFGH", "[REDACTED]"),
+            // Ordinary text, `%` signs and near misses stay as they are.
+            ("100% done, 50%off", "100% done, 50%off"),
+            ("AbCd-1234_eFg", "AbCd-1234_eFg"),
+            ("AbCd-1234%5_eFgH", "AbCd-1234%5_eFgH"),
+            ("café AbCd-1234_eFgH é", "café [REDACTED] é"),
+        ] {
+            assert_eq!(secret.redact(text), redacted, "{text}");
+            assert_eq!(secret.is_in(text), text != redacted, "{text}");
+        }
     }
 
     #[test]

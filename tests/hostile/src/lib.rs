@@ -30,8 +30,9 @@
 //! - `shout:<kib>`: fails with an error message of `<kib>` KiB;
 //! - `echo`: returns the connection's token as `user`, and in its error
 //!   text when the token asks for an error (`...-fail`);
-//! - `fetch:<authority>`: one GET to `https://<authority>/`, its outcome
-//!   (the `wasi:http` error code, or the status) reported as `user`;
+//! - `fetch:<authority>[/<path>]`: one GET to `https://<authority>/<path>`
+//!   (the console's status path when none is given), its outcome (the
+//!   `wasi:http` error code, or the status) reported as `user`;
 //! - anything else: returns a minimal report.
 //!
 //! `describe`, which has no input to choose by, allocates without bound
@@ -130,13 +131,19 @@ fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
     recurse(depth + 1, &mut next) + u64::from(pad[0])
 }
 
-/// GET `https://<authority>/` once and describe what happened.
-fn request(authority: &str) -> String {
+/// GET `https://<target>` once and describe what happened. `target` is an
+/// authority, then optionally a path and query (the console's status path
+/// when there is none).
+fn request(target: &str) -> String {
     use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let (authority, path) = match target.find('/') {
+        Some(at) => target.split_at(at),
+        None => (target, "/web/api/v2.1/system/status"),
+    };
     let req = OutgoingRequest::new(Fields::new());
     let _ = req.set_scheme(Some(&Scheme::Https));
     let _ = req.set_authority(Some(authority));
-    let _ = req.set_path_with_query(Some("/web/api/v2.1/system/status"));
+    let _ = req.set_path_with_query(Some(path));
     send(req)
 }
 
