@@ -70,79 +70,133 @@ impl Scrub for Error {
     }
 }
 
+// Each impl below names every field of its type, with no `..`: a field
+// added later does not compile until it is scrubbed here or marked as
+// holding no text.
+
 impl Scrub for Host {
     fn scrub(&mut self, secret: &str) {
-        for text in [
-            &mut self.agent_id,
-            &mut self.uuid,
-            &mut self.hostname,
-            &mut self.site,
-            &mut self.account,
-            &mut self.os,
-        ] {
+        let Host {
+            agent_id,
+            uuid,
+            hostname,
+            site,
+            account,
+            os,
+            ip_addresses,
+            last_active,
+            active: _,
+            network_state: _,
+            macs,
+            decommissioned: _,
+        } = self;
+        for text in [agent_id, uuid, hostname, site, account, os] {
             text.scrub(secret);
         }
-        self.ip_addresses.scrub(secret);
-        self.last_active.scrub(secret);
-        self.macs.scrub(secret);
+        ip_addresses.scrub(secret);
+        last_active.scrub(secret);
+        macs.scrub(secret);
     }
 }
 
 impl Scrub for ActionOutcome {
     fn scrub(&mut self, secret: &str) {
-        self.host.scrub(secret);
-        self.detail.scrub(secret);
+        let ActionOutcome {
+            host,
+            changed: _,
+            network_state: _,
+            detail,
+        } = self;
+        host.scrub(secret);
+        detail.scrub(secret);
     }
 }
 
 impl Scrub for PermissionCheck {
     fn scrub(&mut self, secret: &str) {
-        self.permission.scrub(secret);
-        self.needed_for.scrub(secret);
-        self.detail.scrub(secret);
+        let PermissionCheck {
+            permission,
+            needed_for,
+            state: _,
+            detail,
+        } = self;
+        for text in [permission, needed_for, detail] {
+            text.scrub(secret);
+        }
     }
 }
 
 impl Scrub for ConnectionReport {
     fn scrub(&mut self, secret: &str) {
-        self.console_url.scrub(secret);
-        self.token_expires_at.scrub(secret);
-        self.user.scrub(secret);
-        self.role.scrub(secret);
-        self.scope.scrub(secret);
-        self.permissions.scrub(secret);
-        self.warnings.scrub(secret);
+        let ConnectionReport {
+            console_url,
+            token_expires_at,
+            token_days_left: _,
+            user,
+            role,
+            scope,
+            permissions,
+            warnings,
+        } = self;
+        console_url.scrub(secret);
+        for text in [token_expires_at, user, role, scope] {
+            text.scrub(secret);
+        }
+        permissions.scrub(secret);
+        warnings.scrub(secret);
     }
 }
 
 impl Scrub for ThreatPage {
     fn scrub(&mut self, secret: &str) {
-        self.threats.scrub(secret);
-        self.checkpoint.scrub(secret);
-        self.warnings.scrub(secret);
+        let ThreatPage {
+            threats,
+            checkpoint,
+            more: _,
+            warnings,
+        } = self;
+        threats.scrub(secret);
+        checkpoint.scrub(secret);
+        warnings.scrub(secret);
     }
 }
 
 impl Scrub for Threat {
     fn scrub(&mut self, secret: &str) {
+        let Threat {
+            id,
+            name,
+            classification,
+            confidence,
+            analyst_verdict,
+            incident_status,
+            mitigation_status,
+            agent_id,
+            hostname,
+            site,
+            account,
+            created_at,
+            updated_at,
+            raw,
+        } = self;
         for text in [
-            &mut self.id,
-            &mut self.name,
-            &mut self.classification,
-            &mut self.confidence,
-            &mut self.analyst_verdict,
-            &mut self.incident_status,
-            &mut self.mitigation_status,
-            &mut self.agent_id,
-            &mut self.hostname,
-            &mut self.site,
-            &mut self.account,
+            id,
+            name,
+            classification,
+            confidence,
+            analyst_verdict,
+            incident_status,
+            mitigation_status,
+            agent_id,
+            hostname,
+            site,
+            account,
         ] {
             text.scrub(secret);
         }
-        self.created_at.scrub(secret);
-        self.updated_at.scrub(secret);
-        scrub_json(&mut self.raw, secret);
+        created_at.scrub(secret);
+        updated_at.scrub(secret);
+        scrub_json(raw, secret);
     }
 }
 

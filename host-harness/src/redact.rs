@@ -185,78 +185,130 @@ impl Redact for ConnectorError {
     }
 }
 
+// Each impl below names every field of its record, with no `..`: a field
+// added to the WIT contract does not compile until it is redacted here or
+// marked as holding no text.
+
 impl Redact for Host {
     fn redact(&mut self, secret: &Secret) {
-        for text in [
-            &mut self.agent_id,
-            &mut self.uuid,
-            &mut self.hostname,
-            &mut self.site,
-            &mut self.account,
-            &mut self.os,
-        ] {
+        let Host {
+            agent_id,
+            uuid,
+            hostname,
+            site,
+            account,
+            os,
+            ip_addresses,
+            last_active,
+            active: _,
+            network_state: _,
+        } = self;
+        for text in [agent_id, uuid, hostname, site, account, os] {
             text.redact(secret);
         }
-        self.ip_addresses.redact(secret);
-        self.last_active.redact(secret);
+        ip_addresses.redact(secret);
+        last_active.redact(secret);
     }
 }
 
 impl Redact for ActionOutcome {
     fn redact(&mut self, secret: &Secret) {
-        self.host.redact(secret);
-        self.detail.redact(secret);
+        let ActionOutcome {
+            host,
+            changed: _,
+            network_state: _,
+            detail,
+        } = self;
+        host.redact(secret);
+        detail.redact(secret);
     }
 }
 
 impl Redact for PermissionCheck {
     fn redact(&mut self, secret: &Secret) {
-        self.permission.redact(secret);
-        self.needed_for.redact(secret);
-        self.detail.redact(secret);
+        let PermissionCheck {
+            permission,
+            needed_for,
+            state: _,
+            detail,
+        } = self;
+        for text in [permission, needed_for, detail] {
+            text.redact(secret);
+        }
     }
 }
 
 impl Redact for ConnectionReport {
     fn redact(&mut self, secret: &Secret) {
-        self.console_url.redact(secret);
-        self.token_expires_at.redact(secret);
-        self.user.redact(secret);
-        self.role.redact(secret);
-        self.scope.redact(secret);
-        self.permissions.redact(secret);
-        self.warnings.redact(secret);
+        let ConnectionReport {
+            console_url,
+            token_expires_at,
+            token_days_left: _,
+            user,
+            role,
+            scope,
+            permissions,
+            warnings,
+        } = self;
+        console_url.redact(secret);
+        for text in [token_expires_at, user, role, scope] {
+            text.redact(secret);
+        }
+        permissions.redact(secret);
+        warnings.redact(secret);
     }
 }
 
 impl Redact for ThreatPage {
     fn redact(&mut self, secret: &Secret) {
-        self.threats.redact(secret);
-        self.checkpoint.redact(secret);
-        self.warnings.redact(secret);
+        let ThreatPage {
+            threats,
+            checkpoint,
+            more: _,
+            warnings,
+        } = self;
+        threats.redact(secret);
+        checkpoint.redact(secret);
+        warnings.redact(secret);
     }
 }
 
 impl Redact for Threat {
     fn redact(&mut self, secret: &Secret) {
+        let Threat {
+            id,
+            name,
+            classification,
+            confidence,
+            analyst_verdict,
+            incident_status,
+            mitigation_status,
+            agent_id,
+            hostname,
+            site,
+            account,
+            created_at,
+            updated_at,
+            raw,
+        } = self;
         for text in [
-            &mut self.id,
-            &mut self.name,
-            &mut self.classification,
-            &mut self.confidence,
-            &mut self.analyst_verdict,
-            &mut self.incident_status,
-            &mut self.mitigation_status,
-            &mut self.agent_id,
-            &mut self.hostname,
-            &mut self.site,
-            &mut self.account,
+            id,
+            name,
+            classification,
+            confidence,
+            analyst_verdict,
+            incident_status,
+            mitigation_status,
+            agent_id,
+            hostname,
+            site,
+            account,
         ] {
             text.redact(secret);
         }
-        self.created_at.redact(secret);
-        self.updated_at.redact(secret);
-        redact_json(&mut self.raw, secret);
+        created_at.redact(secret);
+        updated_at.redact(secret);
+        redact_json(raw, secret);
     }
 }
 
