@@ -205,12 +205,14 @@ fn with_client<R: Scrub>(
     f: impl FnOnce(&mut Client<'_, WasiTransport>) -> Result<R, Error>,
 ) -> Result<R, wit_types::ConnectorError> {
     let raw_token = conn.api_token.trim();
-    let mut result = Console::parse(&conn.management_host).and_then(|console| {
-        let token = ApiToken::parse(&conn.api_token)?;
-        let mut transport = WasiTransport;
-        let mut client = Client::new(console, token, &mut transport);
-        f(&mut client)
-    });
+    let mut result = crate::token::not_in_console(&conn.management_host, &conn.api_token)
+        .and_then(|()| Console::parse(&conn.management_host))
+        .and_then(|console| {
+            let token = ApiToken::parse(&conn.api_token)?;
+            let mut transport = WasiTransport;
+            let mut client = Client::new(console, token, &mut transport);
+            f(&mut client)
+        });
     // A value too short to be a token was refused before any request, and
     // replacing it could mangle ordinary words.
     if raw_token.len() >= crate::token::MIN_TOKEN_LEN {

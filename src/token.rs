@@ -102,6 +102,24 @@ impl ApiToken {
     }
 }
 
+/// Refuses a Management Hostname that holds the API token, or a part of it
+/// ([`crate::scrub::TOKEN_PART`] characters or more): the token pasted into
+/// the wrong field of the connection form. Said without quoting either value,
+/// and before any request, so the token goes nowhere as a hostname.
+pub fn not_in_console(console: &str, token: &str) -> Result<()> {
+    let token = token.trim();
+    if token.len() < MIN_TOKEN_LEN || !crate::scrub::holds_part(console, token) {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig(
+        "The Management Hostname holds the API token (or part of it). Enter the console's \
+         hostname there, e.g. u1234-s123 for https://u1234-s123.sentinelone.net, and paste the \
+         token only into the API token field. If the platform showed or logged the hostname \
+         field, generate a new token (Settings → My User → API Token → Generate)."
+            .into(),
+    ))
+}
+
 /// Recognises a pasted `ApiToken xyz` / `Bearer xyz` header value.
 fn auth_scheme_prefix(token: &str) -> Option<&str> {
     let (first, rest) = token.split_once(char::is_whitespace)?;
@@ -119,6 +137,30 @@ impl fmt::Debug for ApiToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_value_holding_the_token_is_refused_without_quoting_it() {
+        let token = "eyJraWQiOiJ1cy1lYXN0In0.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlLWJ5dGVz";
+        for console in [
+            token.to_owned(),
+            format!("https://{token}.sentinelone.net"),
+            format!("  {}", &token[..20]),
+            format!("u1234-s123/{}", &token[30..50]),
+        ] {
+            let err = not_in_console(&console, &format!(" {token}\n")).unwrap_err();
+            assert_eq!(err.kind(), "invalid-config");
+            assert!(
+                err.message()
+                    .starts_with("The Management Hostname holds the API token")
+            );
+            assert!(!crate::scrub::holds_part(err.message(), token), "{err:?}");
+        }
+        for console in ["u1234-s123", "u1234-s123.sentinelone.net", &token[..15]] {
+            assert!(not_in_console(console, token).is_ok(), "{console}");
+        }
+        // A value too short to be a token is checked elsewhere.
+        assert!(not_in_console("short-tok", "short-tok").is_ok());
+    }
 
     #[test]
     fn trims_and_builds_header() {

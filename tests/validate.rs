@@ -588,3 +588,27 @@ async fn a_console_echoing_the_token_never_gets_it_into_the_report() {
         (Some("SOAR Automation [REDACTED]"), Some("Admin [REDACTED]"))
     );
 }
+
+/// The token pasted into the Management Hostname field, whole or cut short:
+/// refused before any request, and no part of it is quoted back.
+#[tokio::test]
+async fn a_token_in_the_wrong_field_is_never_quoted_back() {
+    const TOKEN: &str = "eyJraWQiOiJ1cy1lYXN0LTEtcHJvZC0wIn0.eyJzdWIiOiJib2JAYWNtZS5jb20iLCJ0eXBlIjoidXNlciJ9.Zm9vYmFyYmF6cXV4";
+    let sim = Simulator::start().await.unwrap();
+    // Any 16-character run of the token, in the output, is a leak.
+    let leaks = |text: &str| (0..=TOKEN.len() - 16).find(|&at| text.contains(&TOKEN[at..at + 16]));
+    for console in [TOKEN.to_owned(), format!("https://{}", &TOKEN[..90])] {
+        let outcome = runtime()
+            .validate_connection(&connection(&console, TOKEN), &policy(&sim))
+            .await;
+        assert!(outcome.requests.is_empty(), "{:?}", outcome.requests);
+        let err = connector_error(outcome);
+        assert_eq!(err.kind(), "invalid-config");
+        assert!(
+            err.message()
+                .starts_with("The Management Hostname holds the API token"),
+            "{err:?}"
+        );
+        assert_eq!(leaks(err.message()), None, "{err:?}");
+    }
+}
