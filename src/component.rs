@@ -205,7 +205,7 @@ fn with_client<R: Scrub>(
     f: impl FnOnce(&mut Client<'_, WasiTransport>) -> Result<R, Error>,
 ) -> Result<R, wit_types::ConnectorError> {
     let raw_token = conn.api_token.trim();
-    let mut result = crate::token::not_in_console(&conn.management_host, &conn.api_token)
+    let mut result = crate::token::fields_not_swapped(&conn.management_host, &conn.api_token)
         .and_then(|()| Console::parse(&conn.management_host))
         .and_then(|console| {
             let token = ApiToken::parse(&conn.api_token)?;

@@ -102,22 +102,35 @@ impl ApiToken {
     }
 }
 
-/// Refuses a Management Hostname that holds the API token, or a part of it
-/// ([`crate::scrub::TOKEN_PART`] characters or more): the token pasted into
-/// the wrong field of the connection form. Said without quoting either value,
-/// and before any request, so the token goes nowhere as a hostname.
-pub fn not_in_console(console: &str, token: &str) -> Result<()> {
+/// Refuses a connection whose two fields were mixed up, before any request:
+/// a Management Hostname that holds the API token, or a part of it
+/// ([`crate::scrub::TOKEN_PART`] characters or more), which would otherwise
+/// go out as a name to resolve; and an API token field that holds a console
+/// address, which the console would only answer with a 401 that sends the
+/// admin off to generate a token. Neither value is quoted.
+pub fn fields_not_swapped(console: &str, token: &str) -> Result<()> {
     let token = token.trim();
-    if token.len() < MIN_TOKEN_LEN || !crate::scrub::holds_part(console, token) {
-        return Ok(());
+    let lower = token.to_ascii_lowercase();
+    let address = lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || lower.contains(".sentinelone.net");
+    if address {
+        return Err(Error::InvalidConfig(format!(
+            "The API token field holds a console address, not a token. Enter the address in the \
+             Management Hostname field, and paste the API token into the API token field. \
+             {HOW_TO_GET_ONE}"
+        )));
     }
-    Err(Error::InvalidConfig(
-        "The Management Hostname holds the API token (or part of it). Enter the console's \
-         hostname there, e.g. u1234-s123 for https://u1234-s123.sentinelone.net, and paste the \
-         token only into the API token field. If the platform showed or logged the hostname \
-         field, generate a new token (Settings → My User → API Token → Generate)."
-            .into(),
-    ))
+    if token.len() >= MIN_TOKEN_LEN && crate::scrub::holds_part(console, token) {
+        return Err(Error::InvalidConfig(
+            "The Management Hostname holds the API token (or part of it). Enter the console's \
+             hostname there, e.g. u1234-s123 for https://u1234-s123.sentinelone.net, and paste \
+             the token only into the API token field. If the platform showed or logged the \
+             hostname field, generate a new token (Settings → My User → API Token → Generate)."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Recognises a pasted `ApiToken xyz` / `Bearer xyz` header value.
@@ -147,7 +160,7 @@ mod tests {
             format!("  {}", &token[..20]),
             format!("u1234-s123/{}", &token[30..50]),
         ] {
-            let err = not_in_console(&console, &format!(" {token}\n")).unwrap_err();
+            let err = fields_not_swapped(&console, &format!(" {token}\n")).unwrap_err();
             assert_eq!(err.kind(), "invalid-config");
             assert!(
                 err.message()
@@ -156,10 +169,29 @@ mod tests {
             assert!(!crate::scrub::holds_part(err.message(), token), "{err:?}");
         }
         for console in ["u1234-s123", "u1234-s123.sentinelone.net", &token[..15]] {
-            assert!(not_in_console(console, token).is_ok(), "{console}");
+            assert!(fields_not_swapped(console, token).is_ok(), "{console}");
         }
-        // A value too short to be a token is checked elsewhere.
-        assert!(not_in_console("short-tok", "short-tok").is_ok());
+    }
+
+    #[test]
+    fn a_console_address_in_the_token_field_is_refused_without_quoting_it() {
+        for (console, token) in [
+            ("u1234-s123", "https://u1234-s123.sentinelone.net"),
+            ("", "u1234-s123.SentinelOne.net"),
+            ("console.example.org", "HTTP://console.example.org/"),
+        ] {
+            let err = fields_not_swapped(console, token).unwrap_err();
+            assert_eq!(err.kind(), "invalid-config");
+            assert!(
+                err.message()
+                    .starts_with("The API token field holds a console address"),
+                "{err:?}"
+            );
+            assert!(!err.message().contains(token.trim()), "{err:?}");
+        }
+        // Two values too short to be tokens: the token's own checks say so.
+        assert!(fields_not_swapped("", "short-tok").is_ok());
+        assert!(fields_not_swapped("u1234-s123", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln").is_ok());
     }
 
     #[test]

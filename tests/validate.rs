@@ -589,8 +589,10 @@ async fn a_console_echoing_the_token_never_gets_it_into_the_report() {
     );
 }
 
-/// The token pasted into the Management Hostname field, whole or cut short:
-/// refused before any request, and no part of it is quoted back.
+/// The two fields mixed up, refused before any request: the token pasted
+/// into the Management Hostname field, whole or cut short, is never quoted
+/// back, and a console address in the token field is named as such instead
+/// of the console's 401.
 #[tokio::test]
 async fn a_token_in_the_wrong_field_is_never_quoted_back() {
     const TOKEN: &str = "eyJraWQiOiJ1cy1lYXN0LTEtcHJvZC0wIn0.eyJzdWIiOiJib2JAYWNtZS5jb20iLCJ0eXBlIjoidXNlciJ9.Zm9vYmFyYmF6cXV4";
@@ -611,4 +613,19 @@ async fn a_token_in_the_wrong_field_is_never_quoted_back() {
         );
         assert_eq!(leaks(err.message()), None, "{err:?}");
     }
+    let swapped = runtime()
+        .validate_connection(
+            &connection(CONSOLE, "https://u1234-s123.sentinelone.net/"),
+            &policy(&sim),
+        )
+        .await;
+    assert!(swapped.requests.is_empty(), "{:?}", swapped.requests);
+    let err = connector_error(swapped);
+    assert_eq!(err.kind(), "invalid-config");
+    assert!(
+        err.message()
+            .starts_with("The API token field holds a console address, not a token."),
+        "{err:?}"
+    );
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
 }
