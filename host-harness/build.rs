@@ -30,6 +30,7 @@ fn main() {
         "src",
         "wit",
         "tests/hostile",
+        "token-redact",
         "Cargo.toml",
         "Cargo.lock",
     ] {

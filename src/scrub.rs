@@ -17,8 +17,7 @@ use crate::hosts::Host;
 use crate::threats::{Threat, ThreatPage};
 use crate::validate::{ConnectionReport, PermissionCheck};
 
-/// What stands where the token stood.
-pub const REDACTED: &str = "[REDACTED]";
+pub use token_redact::REDACTED;
 
 /// A value whose text can be cleared of the token.
 pub trait Scrub {
@@ -28,10 +27,15 @@ pub trait Scrub {
 }
 
 impl Scrub for String {
+    /// Any spelling [`token_redact::redact`] finds: any letter case, bytes
+    /// percent-encoded.
     fn scrub(&mut self, secret: &str) {
-        // Most fields are shorter than any token: no search needed.
-        if self.len() >= secret.len() && self.contains(secret) {
-            *self = self.replace(secret, REDACTED);
+        // Most fields are shorter than any token (no spelling of it is
+        // shorter than it): no search needed.
+        if self.len() >= secret.len()
+            && let Some(scrubbed) = token_redact::redact(self, secret)
+        {
+            *self = scrubbed;
         }
     }
 }
@@ -66,7 +70,9 @@ impl Scrub for Error {
         self.message_mut().scrub(secret);
         // An error may quote what the admin typed, cut short (`…`): the
         // token pasted into the wrong field would show in part.
-        scrub_parts(self.message_mut(), secret);
+        if let Some(scrubbed) = token_redact::redact_parts(self.message(), secret) {
+            *self.message_mut() = scrubbed;
+        }
         if let Error::Ambiguous { candidates, .. } = self {
             candidates.scrub(secret);
         }
@@ -203,65 +209,6 @@ impl Scrub for Threat {
     }
 }
 
-/// The shortest run of the token's characters that [`scrub_parts`] treats
-/// as part of the token. The common start of every JWT header
-/// (`eyJhbGciOi`) is 10 characters; runs of 16 from a random token do not
-/// occur in the connector's messages by chance.
-pub const TOKEN_PART: usize = 16;
-
-/// Replaces every run of at least [`TOKEN_PART`] ASCII characters of `text`
-/// that also occurs in `secret`: a part of the token, such as a prefix that
-/// a message quoting a value cut short. Meant for the connector's own short
-/// messages; it compares each position of `text` with the token.
-pub fn scrub_parts(text: &mut String, secret: &str) {
-    let (bytes, secret) = (text.as_bytes(), secret.as_bytes());
-    let mut scrubbed: Option<String> = None;
-    let (mut at, mut done) = (0, 0);
-    while at + TOKEN_PART <= bytes.len() {
-        let run = shared_run(&bytes[at..], secret);
-        if run < TOKEN_PART {
-            at += 1;
-            continue;
-        }
-        // Runs are ASCII, so both ends are character boundaries.
-        let out = scrubbed.get_or_insert_with(String::new);
-        out.push_str(&text[done..at]);
-        out.push_str(REDACTED);
-        at += run;
-        done = at;
-    }
-    if let Some(mut out) = scrubbed {
-        out.push_str(&text[done..]);
-        *text = out;
-    }
-}
-
-/// Whether `text` holds a run of at least [`TOKEN_PART`] characters of
-/// `secret`.
-pub fn holds_part(text: &str, secret: &str) -> bool {
-    let (text, secret) = (text.as_bytes(), secret.as_bytes());
-    (0..text.len()).any(|at| shared_run(&text[at..], secret) >= TOKEN_PART)
-}
-
-/// The length of the longest ASCII prefix of `text` that occurs in `secret`.
-fn shared_run(text: &[u8], secret: &[u8]) -> usize {
-    let Some(&first) = text.first().filter(|b| b.is_ascii()) else {
-        return 0;
-    };
-    secret
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == first)
-        .map(|(from, _)| {
-            text.iter()
-                .zip(&secret[from..])
-                .take_while(|&(a, b)| a == b && a.is_ascii())
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Scrubs JSON text as its readers will see it. A string may spell the
 /// token with escapes (`\u0041` for `A`, `\/` for `/`), which a plain search
 /// misses and every JSON reader decodes; so the search runs over the text
@@ -374,14 +321,12 @@ mod tests {
             err.message(),
             "The Management Hostname \"[REDACTED]…\" is not valid; see \"é[REDACTED]\"."
         );
-        // Runs shorter than TOKEN_PART, and other text, stay.
-        let short = &SECRET[..TOKEN_PART - 1];
+        // Runs shorter than token_redact::PART, and other text, stay.
+        let short = &SECRET[..token_redact::PART - 1];
         let mut err = Error::NotFound(format!("No endpoint named {short} (eyJhbGciOi)."));
         let before = err.message().to_owned();
         err.scrub(SECRET);
         assert_eq!(err.message(), before);
-        assert!(holds_part(&format!("x{}y", &SECRET[5..21]), SECRET));
-        assert!(!holds_part(short, SECRET));
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl ApiToken {
 
 /// Refuses a connection whose two fields were mixed up, before any request:
 /// a Management Hostname that holds the API token, or a part of it
-/// ([`crate::scrub::TOKEN_PART`] characters or more), which would otherwise
+/// ([`token_redact::PART`] characters or more), which would otherwise
 /// go out as a name to resolve; and an API token field that holds a console
 /// address, which the console would only answer with a 401 that sends the
 /// admin off to generate a token. Neither value is quoted.
@@ -121,7 +121,7 @@ pub fn fields_not_swapped(console: &str, token: &str) -> Result<()> {
              {HOW_TO_GET_ONE}"
         )));
     }
-    if token.len() >= MIN_TOKEN_LEN && crate::scrub::holds_part(console, token) {
+    if token.len() >= MIN_TOKEN_LEN && token_redact::holds_part(console, token) {
         return Err(Error::InvalidConfig(
             "The Management Hostname holds the API token (or part of it). Enter the console's \
              hostname there, e.g. u1234-s123 for https://u1234-s123.sentinelone.net, and paste \
@@ -166,7 +166,7 @@ mod tests {
                 err.message()
                     .starts_with("The Management Hostname holds the API token")
             );
-            assert!(!crate::scrub::holds_part(err.message(), token), "{err:?}");
+            assert!(!token_redact::holds_part(err.message(), token), "{err:?}");
         }
         for console in ["u1234-s123", "u1234-s123.sentinelone.net", &token[..15]] {
             assert!(fields_not_swapped(console, token).is_ok(), "{console}");

@@ -681,6 +681,33 @@ async fn a_token_sent_in_a_request_line_is_redacted_however_it_is_spelt() {
     );
 }
 
+/// A connector's message, and the audit of its requests, lose any run of 16
+/// or more of the token's characters: a value quoted cut short still shows
+/// most of the token.
+#[tokio::test]
+async fn part_of_the_token_is_redacted_from_messages_and_the_audit() {
+    const TOKEN: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl";
+    let sim = Simulator::start().await.unwrap();
+    let quoted = hostile()
+        .validate_connection(&connection("echo-part", TOKEN), &CallPolicy::default())
+        .await;
+    match quoted.result {
+        Err(CallError::Connector(e)) => {
+            assert_eq!(e.message(), "the console said \"[REDACTED]…\"")
+        }
+        other => panic!("{other:?}"),
+    }
+    let part = &TOKEN[10..40];
+    let sent = hostile()
+        .validate_connection(
+            &connection(&format!("fetch:{HOST}/web/api/v2.1/agents/{part}"), TOKEN),
+            &policy(&sim),
+        )
+        .await;
+    assert_eq!(sent.requests[0].path, "/web/api/v2.1/agents/[REDACTED]");
+    assert!(!format!("{sent:?}").contains(&TOKEN[10..26]), "{sent:?}");
+}
+
 /// The connector asks its host for eight interfaces and nothing more: no
 /// environment, stdio, exit, filesystem or sockets. A host need not provide
 /// them, and a connector version that starts using one is caught here.

@@ -152,7 +152,7 @@ impl AuditLog {
             return;
         };
         f(&mut entry.record);
-        self.secret.redact_in_place(&mut entry.record.outcome);
+        self.secret.redact_message(&mut entry.record.outcome);
         if finish {
             entry.finish();
         }
@@ -169,10 +169,15 @@ impl AuditLog {
     }
 
     fn redact(&self, record: &mut AuditRecord) {
-        for text in [&mut record.method, &mut record.host, &mut record.outcome] {
-            self.secret.redact_in_place(text);
+        // The guest chose all of these, and may have cut the token short.
+        for text in [
+            &mut record.method,
+            &mut record.host,
+            &mut record.path,
+            &mut record.outcome,
+        ] {
+            self.secret.redact_message(text);
         }
-        self.secret.redact_in_place(&mut record.path);
         record.path = redact_path(&record.path);
         // The guest chooses these; a log line should not be 64 KiB long.
         for text in [&mut record.method, &mut record.host, &mut record.path] {

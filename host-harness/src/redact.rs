@@ -18,9 +18,6 @@ use crate::runtime::{
     ActionOutcome, ConnectionReport, ConnectorError, Host, PermissionCheck, Threat, ThreatPage,
 };
 
-/// What stands where the token stood.
-const REDACTED: &str = "[REDACTED]";
-
 /// The call's API token, as something to remove from text.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Secret(Option<Arc<str>>);
@@ -40,11 +37,12 @@ impl Secret {
         )
     }
 
-    /// Whether `text` holds the secret, spelt any way [`spellings`] finds.
+    /// Whether `text` holds the secret, spelt any way [`token_redact::redact`]
+    /// finds: any letter case, bytes percent-encoded.
     fn is_in(&self, text: &str) -> bool {
         self.0
             .as_deref()
-            .is_some_and(|s| !spellings(text.as_bytes(), s.as_bytes()).is_empty())
+            .is_some_and(|s| token_redact::holds(text, s))
     }
 
     /// `text` with every spelling of the secret replaced by `[REDACTED]`.
@@ -56,77 +54,28 @@ impl Secret {
 
     /// Like [`Secret::redact`], without allocating when there is nothing to do.
     pub(crate) fn redact_in_place(&self, text: &mut String) {
-        let Some(secret) = self.0.as_deref() else {
-            return;
-        };
-        let found = spellings(text.as_bytes(), secret.as_bytes());
-        if found.is_empty() {
-            return;
-        }
-        let mut out = Vec::with_capacity(text.len());
-        let mut done = 0;
-        for range in found {
-            out.extend_from_slice(&text.as_bytes()[done..range.start]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            done = range.end;
-        }
-        out.extend_from_slice(&text.as_bytes()[done..]);
-        // Every spelling starts and ends on a character boundary (it begins
-        // with the secret's first character or a `%`, and ends after its
-        // last character or an escape), so this is never lossy.
-        *text = String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    }
-}
-
-/// Each place `secret` is spelt in `text`, as byte ranges in order: in any
-/// ASCII letter case, and with any of its bytes percent-encoded (`%41` or
-/// `%61` for `A`). A guest's request line may carry it either way: the
-/// audit lowercases host names (as DNS ignores case), and a query or path
-/// may be percent-encoded. A random token of at least [`Secret::MIN_LEN`]
-/// characters does not occur in ordinary text in another case by chance.
-fn spellings(text: &[u8], secret: &[u8]) -> Vec<std::ops::Range<usize>> {
-    let mut found = Vec::new();
-    let Some(&first) = secret.first() else {
-        return found;
-    };
-    // Only where the first byte could start a spelling (a threat page's
-    // raw JSON runs to megabytes, and is searched for every call).
-    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    let mut done = 0;
-    for at in memchr::memchr3_iter(lower, upper, b'%', text) {
-        if at >= done
-            && let Some(end) = spelt_at(text, at, secret)
+        if let Some(redacted) = self
+            .0
+            .as_deref()
+            .and_then(|s| token_redact::redact(text, s))
         {
-            found.push(at..end);
-            done = end;
+            *text = redacted;
         }
     }
-    found
-}
 
-/// Where a spelling of `secret` that starts at `text[at]` ends, if one does.
-fn spelt_at(text: &[u8], mut at: usize, secret: &[u8]) -> Option<usize> {
-    for &want in secret {
-        let here = *text.get(at)?;
-        at += if here.eq_ignore_ascii_case(&want) {
-            1
-        } else if here == b'%'
-            && percent_decoded(text.get(at + 1..at + 3)?)?.eq_ignore_ascii_case(&want)
+    /// Like [`Secret::redact_in_place`], and also every run of
+    /// [`token_redact::PART`] or more of the secret's characters: for
+    /// messages, which may quote a value cut short.
+    pub(crate) fn redact_message(&self, text: &mut String) {
+        self.redact_in_place(text);
+        if let Some(redacted) = self
+            .0
+            .as_deref()
+            .and_then(|s| token_redact::redact_parts(text, s))
         {
-            3
-        } else {
-            return None;
-        };
+            *text = redacted;
+        }
     }
-    Some(at)
-}
-
-/// The byte two hex digits stand for.
-fn percent_decoded(hex: &[u8]) -> Option<u8> {
-    let digit = |b: &u8| char::from(*b).to_digit(16);
-    let (high, low) = (digit(hex.first()?)?, digit(hex.get(1)?)?);
-    u8::try_from(high * 16 + low).ok()
 }
 
 /// A value the token can be removed from.
@@ -171,14 +120,14 @@ impl Redact for HostError {
     /// quotes.
     fn redact(&mut self, secret: &Secret) {
         if let Some(text) = self.text_mut() {
-            text.redact(secret);
+            secret.redact_message(text);
         }
     }
 }
 
 impl Redact for ConnectorError {
     fn redact(&mut self, secret: &Secret) {
-        self.message_mut().redact(secret);
+        secret.redact_message(self.message_mut());
         if let ConnectorError::Ambiguous(a) = self {
             a.candidates.redact(secret);
         }
@@ -434,32 +383,26 @@ mod tests {
     }
 
     #[test]
-    fn the_token_is_found_in_any_letter_case_and_percent_encoded() {
-        let secret = Secret::new(Some("AbCd-1234_eFgH"));
-        let all_encoded: String = "AbCd-1234_eFgH"
-            .bytes()
-            .map(|b| format!("%{b:02X}"))
-            .collect();
-        for (text, redacted) in [
-            (
-                "abcd-1234_efgh.sentinelone.net",
-                "[REDACTED].sentinelone.net",
-            ),
-            ("/x?q=%41b%43d-1234%5feF%67H&y=1", "/x?q=[REDACTED]&y=1"),
-            (
-                &format!("/{all_encoded}/{all_encoded}"),
-                "/[REDACTED]/[REDACTED]",
-            ),
-            ("ABCD-1234_EFGH", "[REDACTED]"),
-            // Ordinary text, `%` signs and near misses stay as they are.
-            ("100% done, 50%off", "100% done, 50%off"),
-            ("AbCd-1234_eFg", "AbCd-1234_eFg"),
-            ("AbCd-1234%5_eFgH", "AbCd-1234%5_eFgH"),
-            ("café AbCd-1234_eFgH é", "café [REDACTED] é"),
-        ] {
-            assert_eq!(secret.redact(text), redacted, "{text}");
-            assert_eq!(secret.is_in(text), text != redacted, "{text}");
-        }
+    fn text_loses_every_spelling_and_a_message_every_part() {
+        let secret = Secret::new(Some(TOKEN));
+        let lower = TOKEN.to_ascii_lowercase();
+        assert_eq!(
+            secret.redact(&format!("{lower}.example")),
+            "[REDACTED].example"
+        );
+        assert_eq!(
+            secret.redact("/x?q=%65yJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2ln"),
+            "/x?q=[REDACTED]"
+        );
+        let cut = format!("said \"{}…\"", &TOKEN[..20]);
+        assert_eq!(
+            secret.redact(&cut),
+            cut,
+            "results keep runs: only messages lose them"
+        );
+        let mut message = cut.clone();
+        secret.redact_message(&mut message);
+        assert_eq!(message, "said \"[REDACTED]…\"");
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! - `shout:<kib>`: fails with an error message of `<kib>` KiB;
 //! - `echo`: returns the connection's token as `user`, and in its error
 //!   text when the token asks for an error (`...-fail`);
+//! - `echo-part`: fails quoting all of the token but its last character,
+//!   cut short with `…`, as a message quoting a long value would;
 //! - `fetch:<authority>[/<path>]`: one GET to `https://<authority>/<path>`
 //!   (the console's status path when none is given), its outcome (the
 //!   `wasi:http` error code, or the status) reported as `user`;
@@ -315,6 +317,13 @@ impl c::Guest for Hostile {
                 )));
             }
             "echo" => user = conn.api_token.clone(),
+            "echo-part" => {
+                let token = conn.api_token.as_str();
+                let cut = token.get(..token.len() - 1).unwrap_or(token);
+                return Err(t::ConnectorError::Upstream(format!(
+                    "the console said \"{cut}…\""
+                )));
+            }
             "trap" => panic!("the hostile connector panics"),
             // Claims success on the way out: status 0.
             "exit" => wasi::cli::exit::exit(Ok(())),
