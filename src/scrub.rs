@@ -225,7 +225,9 @@ fn scrub_json(raw: &mut String, secret: &str) {
     }
     // A last guarantee for tokens holding `"` or `\`, whose plain text is
     // no JSON spelling of them.
-    raw.scrub(secret);
+    if raw.contains(secret) {
+        *raw = raw.replace(secret, REDACTED);
+    }
 }
 
 /// How `s` is written inside a JSON string, shortest escapes only.
@@ -274,23 +276,32 @@ fn push(out: &mut String, s: &str, used: usize) -> usize {
     used
 }
 
-/// `text` with every occurrence of `spelt` replaced, or `None` when there
-/// is none. An occurrence that starts on the letter of an escape (`\n` then
+/// `text` with every spelling of `spelt` (any letter case, percent-encoded;
+/// see [`token_redact::find`]) replaced, or `None` when there is none. An
+/// occurrence that starts on the letter of an escape (`\n` then
 /// the rest of the token) takes the escape's backslash with it, so the
 /// result stays valid JSON.
 fn replace_spelt(text: &str, spelt: &str) -> Option<String> {
-    let mut out = String::new();
+    let found = token_redact::find(text, spelt);
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
     let mut done = 0;
-    while let Some(found) = text[done..].find(spelt) {
-        let at = done + found;
-        let backslashes = text[..at].bytes().rev().take_while(|&b| b == b'\\').count();
-        let start = if backslashes % 2 == 1 { at - 1 } else { at };
+    for at in found {
+        let backslashes = text[..at.start]
+            .bytes()
+            .rev()
+            .take_while(|&b| b == b'\\')
+            .count();
+        let start = if backslashes % 2 == 1 {
+            at.start - 1
+        } else {
+            at.start
+        };
         out.push_str(&text[done..start.max(done)]);
         out.push_str(REDACTED);
-        done = at + spelt.len();
-    }
-    if done == 0 {
-        return None;
+        done = at.end;
     }
     out.push_str(&text[done..]);
     Some(out)
@@ -327,6 +338,20 @@ mod tests {
         let before = err.message().to_owned();
         err.scrub(SECRET);
         assert_eq!(err.message(), before);
+    }
+
+    #[test]
+    fn raw_json_stays_valid_when_the_token_shows_in_another_case_after_an_escape() {
+        let secret = "bXlzZWNyZXQtdG9rZW4tdmFsdWU";
+        let mut raw = format!(
+            r#"{{"a":"\{}","b":"%62{}"}}"#,
+            secret.to_ascii_lowercase(),
+            &secret[1..]
+        );
+        scrub_json(&mut raw, secret);
+        let value: Value = serde_json::from_str(&raw).expect("still JSON");
+        assert_eq!(value["a"], "[REDACTED]", "{raw}");
+        assert_eq!(value["b"], "[REDACTED]", "{raw}");
     }
 
     #[test]

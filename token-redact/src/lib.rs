@@ -31,6 +31,13 @@ pub fn redact(text: &str, secret: &str) -> Option<String> {
     replace(text, &spellings(text.as_bytes(), secret.as_bytes()))
 }
 
+/// Where `text` spells `secret`, as byte ranges in order, each starting and
+/// ending on a character boundary: for a caller whose text has a grammar
+/// of its own to keep (JSON escapes).
+pub fn find(text: &str, secret: &str) -> Vec<Range<usize>> {
+    spellings(text.as_bytes(), secret.as_bytes())
+}
+
 /// Whether `text` holds a spelling of `secret`.
 pub fn holds(text: &str, secret: &str) -> bool {
     !spellings(text.as_bytes(), secret.as_bytes()).is_empty()
