@@ -5,7 +5,10 @@
 //! broken or hostile console that echoes the caller's token into those
 //! fields would otherwise put it into the SOAR platform's case records,
 //! where anyone reading the case could take over the connection. So every
-//! result and error passes through [`Scrub`] at the component boundary.
+//! result and error passes through [`Scrub`] at the component boundary,
+//! which finds the token as `token_redact` does: in any letter case, with
+//! bytes percent-encoded, and in error messages, any run of 16 or more of
+//! its characters (a value the message quotes cut short).
 
 use alloc::{string::String, vec::Vec};
 
