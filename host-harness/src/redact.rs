@@ -52,14 +52,19 @@ impl Secret {
         text
     }
 
-    /// Like [`Secret::redact`], without allocating when there is nothing to do.
-    pub(crate) fn redact_in_place(&self, text: &mut String) {
-        if let Some(redacted) = self
+    /// Like [`Secret::redact`], without allocating when there is nothing to
+    /// do; true when `text` held the secret.
+    pub(crate) fn redact_in_place(&self, text: &mut String) -> bool {
+        match self
             .0
             .as_deref()
             .and_then(|s| token_redact::redact(text, s))
         {
-            *text = redacted;
+            Some(redacted) => {
+                *text = redacted;
+                true
+            }
+            None => false,
         }
     }
 
@@ -282,11 +287,7 @@ fn redact_json(raw: &mut String, secret: &Secret) {
 /// Redacts every string and key in `value`; true when any held the token.
 fn redact_value(value: &mut Value, secret: &Secret) -> bool {
     match value {
-        Value::String(s) => {
-            let had = secret.is_in(s);
-            s.redact(secret);
-            had
-        }
+        Value::String(s) => secret.redact_in_place(s),
         Value::Array(items) => items
             .iter_mut()
             .fold(false, |had, v| redact_value(v, secret) | had),

@@ -319,7 +319,7 @@ impl c::Guest for Hostile {
             "echo" => user = conn.api_token.clone(),
             "echo-part" => {
                 let token = conn.api_token.as_str();
-                let cut = token.get(..token.len() - 1).unwrap_or(token);
+                let cut = token.get(..token.len().saturating_sub(1)).unwrap_or(token);
                 return Err(t::ConnectorError::Upstream(format!(
                     "the console said \"{cut}…\""
                 )));
