@@ -69,7 +69,10 @@ impl wit::Guest for Component {
         conn: wit_types::Connection,
         host: wit_types::HostSelector,
     ) -> Result<wit_types::Host, wit_types::ConnectorError> {
-        with_client(&conn, |client| hosts::resolve(client, &selector(&host)?)).map(host_record)
+        with_client(&conn, |client| {
+            hosts::resolve(client, &selector(&host, &conn.api_token)?)
+        })
+        .map(host_record)
     }
 
     fn isolate_host(
@@ -145,14 +148,17 @@ fn act(
     protected.extend(options.protected_hosts.iter().cloned());
     let wait = Duration::from_secs(options.wait_seconds.into());
     with_client(conn, |client| {
-        let selector = selector(host)?;
+        let selector = selector(host, &conn.api_token)?;
         actions::run(client, &selector, direction, &protected, wait)
     })
     .map(action_outcome)
 }
 
-fn selector(host: &wit_types::HostSelector) -> Result<Selector, Error> {
+/// The domain selector, refused before any request if it holds the token.
+fn selector(host: &wit_types::HostSelector, token: &str) -> Result<Selector, Error> {
     use wit_types::HostSelector as S;
+    let (S::AgentId(v) | S::Uuid(v) | S::Hostname(v) | S::Ip(v) | S::Mac(v)) = host;
+    crate::token::not_in_selector(v, token)?;
     match host {
         S::AgentId(v) => Selector::parse("agent-id", v),
         S::Uuid(v) => Selector::parse("uuid", v),

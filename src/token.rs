@@ -133,6 +133,27 @@ pub fn fields_not_swapped(console: &str, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a host selector that holds the API token, or a part of it
+/// ([`token_redact::PART`] characters or more), before any request: a
+/// computer name goes to the console as a search filter, into its request
+/// logs, so a token pasted into the host field would be written there in
+/// clear. Neither value is quoted.
+pub fn not_in_selector(selector: &str, token: &str) -> Result<()> {
+    let token = token.trim();
+    if token.len() < MIN_TOKEN_LEN
+        || !(token_redact::holds(selector, token) || token_redact::holds_part(selector, token))
+    {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig(
+        "The host to act on holds the API token (or part of it), not an endpoint. Enter the \
+         endpoint's computer name, agent id, agent UUID, IP or MAC address there. If the \
+         platform showed or logged that field, generate a new token (Settings → My User → API \
+         Token → Generate)."
+            .into(),
+    ))
+}
+
 /// Recognises a pasted `ApiToken xyz` / `Bearer xyz` header value.
 fn auth_scheme_prefix(token: &str) -> Option<&str> {
     let (first, rest) = token.split_once(char::is_whitespace)?;
@@ -192,6 +213,28 @@ mod tests {
         // Two values too short to be tokens: the token's own checks say so.
         assert!(fields_not_swapped("", "short-tok").is_ok());
         assert!(fields_not_swapped("u1234-s123", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln").is_ok());
+    }
+
+    #[test]
+    fn a_selector_holding_the_token_is_refused_without_quoting_it() {
+        let token = "eyJraWQiOiJ1cy1lYXN0In0.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlLWJ5dGVz";
+        for selector in [
+            token.to_owned(),
+            token.to_ascii_uppercase(),
+            format!("fin-lt-{}", &token[24..40]),
+        ] {
+            let err = not_in_selector(&selector, &format!("{token}\n")).unwrap_err();
+            assert_eq!(err.kind(), "invalid-config");
+            assert!(
+                err.message()
+                    .starts_with("The host to act on holds the API token")
+            );
+            assert!(!token_redact::holds_part(err.message(), token), "{err:?}");
+        }
+        // Endpoint names, and the JWT header's common start, are not tokens.
+        for selector in ["fin-lt-0042", "1234567890123456789", &token[..15]] {
+            assert!(not_in_selector(selector, token).is_ok(), "{selector}");
+        }
     }
 
     #[test]

@@ -257,6 +257,37 @@ async fn malformed_selectors_are_invalid_config_and_send_nothing() {
     assert!(sim.requests().is_empty());
 }
 
+/// A computer name goes to the console as a search filter, into its request
+/// logs: a token pasted into the host field must never leave.
+#[tokio::test]
+async fn a_token_pasted_as_the_host_is_refused_and_never_sent() {
+    const TOKEN: &str = "eyJraWQiOiJ1cy1lYXN0LTEifQ.eyJzdWIiOiJib2IifQ.c2ltLXRva2VuLWJ5dGVz";
+    let sim = Simulator::start().await.unwrap();
+    sim.add_token(TOKEN, TokenProfile::admin("bob"));
+    let leaks = |text: &str| (0..=TOKEN.len() - 16).find(|&at| text.contains(&TOKEN[at..at + 16]));
+    for selector in [
+        HostSelector::Hostname(TOKEN.into()),
+        HostSelector::Hostname(format!("reception-pc {}", &TOKEN[20..44])),
+        HostSelector::Uuid(TOKEN.into()),
+    ] {
+        let outcome = isolate(&sim, TOKEN, selector.clone(), no_options()).await;
+        assert!(outcome.requests.is_empty(), "{:?}", outcome.requests);
+        let err = error(outcome);
+        assert_eq!(err.kind(), "invalid-config", "{selector:?}");
+        assert!(
+            err.message()
+                .starts_with("The host to act on holds the API token"),
+            "{err:?}"
+        );
+        assert_eq!(leaks(err.message()), None, "{err:?}");
+        let found = runtime()
+            .get_host(&connection(CONSOLE, TOKEN), &selector, &policy(&sim))
+            .await;
+        assert_eq!(error(found).kind(), "invalid-config", "{selector:?}");
+    }
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+}
+
 #[tokio::test]
 async fn already_in_the_asked_state_succeeds_unchanged_without_a_post() {
     let sim = Simulator::start().await.unwrap();
