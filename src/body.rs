@@ -29,9 +29,8 @@ struct Envelope {
 /// A short, single-line, printable description of an error body, e.g.
 /// `Authentication Failed (code 4010010)` or `HTML page "429 Too Many
 /// Requests"`. Never fails; an empty body gives `empty body`.
-pub fn summarize(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
+pub fn summarize(body: &str) -> String {
+    let text = body.trim();
     if text.is_empty() {
         return "empty body".into();
     }
@@ -210,19 +209,24 @@ mod tests {
             ("[1,2,3]", "[1,2,3]"),
         ];
         for (body, want) in cases {
-            assert_eq!(summarize(body.as_bytes()), want, "{body}");
+            assert_eq!(summarize(body), want, "{body}");
         }
     }
 
     #[test]
     fn hostile_bodies_are_bounded_and_printable() {
         let long = "x".repeat(100_000);
-        assert!(summarize(long.as_bytes()).chars().count() <= QUOTE_LIMIT + 1);
-        let s = summarize(b"a\x1b[31mred\x07\nsecond line");
+        assert!(summarize(&long).chars().count() <= QUOTE_LIMIT + 1);
+        let s = summarize("a\x1b[31mred\x07\nsecond line");
         assert!(!s.chars().any(char::is_control), "{s:?}");
-        assert_eq!(summarize(&[0xff, 0xfe, 0x00, 0x41]), "\u{fffd}\u{fffd} A");
+        assert_eq!(
+            summarize(&crate::transport::Response::text(vec![
+                0xff, 0xfe, 0x00, 0x41
+            ])),
+            "\u{fffd}\u{fffd} A"
+        );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(!summarize(deep.as_bytes()).is_empty());
+        assert!(!summarize(&deep).is_empty());
     }
 
     #[test]

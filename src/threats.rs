@@ -255,7 +255,7 @@ pub fn fetch<T: Transport>(
             warnings.push(format!(
                 "Item {} of the threats page is not a threat with an id ({}); it was skipped.",
                 n + 1,
-                body::summarize(raw.get().as_bytes())
+                body::summarize(raw.get())
             ));
             continue;
         }

@@ -65,8 +65,11 @@ pub struct Response {
     pub status: u16,
     /// Header names (lower-case) and values.
     pub headers: Vec<(String, String)>,
-    /// The body bytes.
-    pub body: Vec<u8>,
+    /// The body, as text. JSON is UTF-8, so a transport replaces a byte that
+    /// is not (a proxy or a console bug garbled it) with U+FFFD
+    /// ([`Response::text`]): the rest of the answer stays readable, and the
+    /// JSON reader need not check each string again.
+    pub body: String,
 }
 
 impl Response {
@@ -76,6 +79,13 @@ impl Response {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `body` as text, each byte that is not valid UTF-8 replaced by U+FFFD.
+    /// The bytes are checked once and, when valid, kept without a copy.
+    pub fn text(body: Vec<u8>) -> String {
+        String::from_utf8(body)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// True for 2xx.
@@ -207,7 +217,7 @@ pub(crate) mod testing {
             self.replies.push_back(Ok(Response {
                 status,
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: body.as_bytes().to_vec(),
+                body: body.into(),
             }));
             self
         }

@@ -68,7 +68,7 @@ impl Transport for WasiTransport {
         Ok(Response {
             status,
             headers,
-            body,
+            body: Response::text(body),
         })
     }
 

@@ -440,6 +440,35 @@ fn faulty(kind: FaultKind) -> TokenProfile {
     TokenProfile::admin("faulty").fault(Fault::always(kind).on_path("/agents/actions"))
 }
 
+/// A proxy that garbled a byte of the agent list (not UTF-8) leaves the
+/// rest of the answer readable: the agent named by id is isolated, and the
+/// garbled name matches no hostname, so nothing is isolated by it.
+#[tokio::test]
+async fn an_agent_list_with_bytes_that_are_not_utf8_still_reads() {
+    const TOKEN: &str = "sim-garbled-agents-5d20e1";
+    let sim = Simulator::start().await.unwrap();
+    let garbled = Fault::always(FaultKind::Garbled).on_path("/agents");
+    sim.add_token(TOKEN, TokenProfile::admin("garbled").fault(garbled));
+    let by_id = HostSelector::AgentId(agents::FINANCE_LAPTOP.into());
+    let done = isolate(&sim, TOKEN, by_id, no_options())
+        .await
+        .result
+        .unwrap();
+    assert_eq!(done.host.agent_id, agents::FINANCE_LAPTOP);
+    assert!(done.host.hostname.starts_with('\u{fffd}'), "{done:?}");
+    assert_eq!(
+        action_posts(&sim),
+        [(DISCONNECT.to_owned(), body_for(agents::FINANCE_LAPTOP))]
+    );
+    let sim = Simulator::start().await.unwrap();
+    let garbled = Fault::always(FaultKind::Garbled).on_path("/agents");
+    sim.add_token(TOKEN, TokenProfile::admin("garbled").fault(garbled));
+    let by_name = HostSelector::Hostname("fin-lt-0042".into());
+    let err = error(isolate(&sim, TOKEN, by_name, no_options()).await);
+    assert_eq!(err.kind(), "not-found", "{err:?}");
+    assert!(action_posts(&sim).is_empty());
+}
+
 /// Isolates FIN-LT-0042 on a fresh simulator whose isolate POST meets
 /// `kind`; the simulator is returned for its request log.
 async fn isolate_meeting(

@@ -101,6 +101,10 @@ pub enum FaultKind {
     /// halfway through the body, short of its `Content-Length` (a console
     /// or proxy that died while answering).
     CutShort,
+    /// The request is carried out and answered, but the first character of
+    /// every `computerName` and `osName` in the answer is the byte 0xFF,
+    /// which is not UTF-8 (a proxy or a console bug that garbled it).
+    Garbled,
 }
 
 /// A fault and when it applies.

@@ -89,6 +89,7 @@ pub(crate) async fn handle(
             return Err(HangUp);
         }
         Some(FaultKind::CutShort) => cut_short(route(state, &parts, &body, &profile)).await?,
+        Some(FaultKind::Garbled) => garbled(route(state, &parts, &body, &profile)).await?,
         Some(fault) => fault_response(fault, stop).await,
         None if profile.echo_token => {
             let token = token.unwrap_or_default();
@@ -116,6 +117,24 @@ async fn cut_short(response: Response<SimBody>) -> Result<Response<SimBody>, Han
         }
         .boxed(),
     ))
+}
+
+/// `response` with the first character of each `computerName` and
+/// `osName` value replaced by the byte 0xFF, which no UTF-8 text holds.
+async fn garbled(response: Response<SimBody>) -> Result<Response<SimBody>, HangUp> {
+    let (mut parts, body) = response.into_parts();
+    let mut bytes = whole(body).await?.to_vec();
+    for key in [&b"\"computerName\":\""[..], b"\"osName\":\""] {
+        let mut at = 0;
+        while let Some(found) = bytes[at..].windows(key.len()).position(|w| w == key) {
+            at += found + key.len();
+            if bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric()) {
+                bytes[at] = 0xff;
+            }
+        }
+    }
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, full(Bytes::from(bytes))))
 }
 
 /// Yields its bytes, lets hyper send them, then fails, which makes hyper
@@ -321,7 +340,8 @@ async fn fault_response(fault: FaultKind, mut stop: watch::Receiver<bool>) -> Re
         FaultKind::ErrorAfterApplying
         | FaultKind::HangUp
         | FaultKind::HangUpAfterApplying
-        | FaultKind::CutShort => unreachable!("handled by the caller"),
+        | FaultKind::CutShort
+        | FaultKind::Garbled => unreachable!("handled by the caller"),
     }
 }
 
