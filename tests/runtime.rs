@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use connector_host::simulator::{Simulator, agents, tokens};
 use connector_host::{
     CacheStatus, CallError, CallPolicy, Connection, ConnectorError, EgressPolicy, HostError,
-    HostSelector, RequestRate, Runtime, RuntimeConfig,
+    HostSelector, PathRate, RequestRate, Runtime, RuntimeConfig,
 };
 use support::*;
 
@@ -436,6 +436,63 @@ async fn a_tenants_requests_are_paced_across_its_calls_and_no_other_tenants() {
     assert_eq!(
         sim.requests().len(),
         acme_requests.len() + globex_outcome.requests.len()
+    );
+}
+
+/// A console limits each part of its API on its own: paced by path, two
+/// validations at once share one turn a second for `/user`, and their
+/// other requests go at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_path_prefix_is_paced_on_its_own() {
+    const USER: &str = "/web/api/v2.1/user";
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    let acme = policy(&sim)
+        .tenant("acme")
+        .path_rates([PathRate::new(USER, RequestRate::new(1, 1))]);
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        runtime.validate_connection(&admin, &acme),
+        runtime.validate_connection(&admin, &acme)
+    );
+    let elapsed = started.elapsed();
+    let mut requests = Vec::new();
+    for outcome in [a, b] {
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        requests.extend(outcome.requests);
+    }
+    let (user, other): (Vec<_>, Vec<_>) = requests.iter().partition(|r| r.path == USER);
+    assert_eq!(user.len(), 2, "{requests:?}");
+    assert!(other.len() >= 6, "{requests:?}");
+    // One of the two `/user` reads waited its turn, a second after the
+    // other; nothing else was paced.
+    let mut waits: Vec<u64> = user.iter().map(|r| r.waited_ms).collect();
+    waits.sort_unstable();
+    assert_eq!(waits[0], 0, "{user:?}");
+    assert!(waits[1] >= 900, "{user:?}");
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(other.iter().all(|r| r.waited_ms == 0), "{other:?}");
+
+    // The next `/user` turn is a second away: a call that must end sooner
+    // is refused for that path, and the audit names it.
+    let hurried = acme.clone().deadline(Duration::from_millis(300));
+    let outcome = runtime.validate_connection(&admin, &hurried).await;
+    let refused: Vec<_> = outcome
+        .requests
+        .iter()
+        .filter(|r| r.outcome.starts_with("denied: paced"))
+        .collect();
+    let [record] = &refused[..] else {
+        panic!("{:?}", outcome.requests)
+    };
+    assert_eq!(record.path, USER);
+    assert!(
+        record.outcome.starts_with(
+            "denied: paced: this tenant's next turn for tenant.sentinelone.net/web/api/v2.1/user is "
+        ),
+        "{}",
+        record.outcome
     );
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use connector_host::simulator::{Simulator, tokens};
 use connector_host::{
-    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, RequestRate,
-    Runtime, RuntimeConfig,
+    ActionOptions, CallError, CallPolicy, Connection, EgressPolicy, HostSelector, PathRate,
+    RequestRate, Runtime, RuntimeConfig,
 };
 
 #[tokio::main]
@@ -43,9 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .tenant("acme")
         .http_timeout(Duration::from_secs(10))
         .deadline(Duration::from_secs(60))
-        // All of acme's calls together send at most 20 requests at once,
-        // then 10 a second, so a burst of actions queues here instead of
-        // being answered with HTTP 429 by the console.
+        // All of acme's calls together keep to the console's published
+        // rate for each part of its API (`/user` 2 a second, `/agents` 25,
+        // ...), and to 10 a second in bursts of 20 elsewhere, so a burst of
+        // actions queues here instead of being answered with HTTP 429.
+        .path_rates(PathRate::sentinelone())
         .request_rate(RequestRate::new(10, 20));
 
     // Per call: what the tenant saved in the connection form.

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::connect::ProxyFailed;
-use crate::pace::{NoTurn, Pacer};
+use crate::pace::{NoTurn, Pacer, RequestRate};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -48,15 +48,11 @@ impl PolicyHooks {
         self.requested > self.policy.max_requests
     }
 
-    /// The request's turn under the policy's request rate: none when the
-    /// tenant's requests are not paced.
-    fn turn(&self, host: &str) -> Result<Option<Instant>, NoTurn> {
-        let Some(rate) = self.policy.request_rate else {
-            return Ok(None);
-        };
+    /// The request's turn under the policy's rate for its path: none when
+    /// it is not paced.
+    fn turn(&self, bucket: &str, rate: RequestRate) -> Result<Instant, NoTurn> {
         self.pacer
-            .reserve(&self.tenant, host, rate, Instant::now(), self.deadline_at)
-            .map(Some)
+            .reserve(&self.tenant, bucket, rate, Instant::now(), self.deadline_at)
     }
 }
 
@@ -157,12 +153,18 @@ impl WasiHttpHooks for PolicyHooks {
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
-        let turn = match self.turn(&host) {
-            Ok(turn) => turn,
-            Err(NoTurn { wait }) => {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let paced = self
+            .policy
+            .rate_for(path)
+            .map(|(prefix, rate)| (format!("{host}{prefix}"), rate));
+        let turn = match paced.map(|(bucket, rate)| (self.turn(&bucket, rate), bucket)) {
+            None => None,
+            Some((Ok(turn), _)) => Some(turn),
+            Some((Err(NoTurn { wait }), bucket)) => {
                 record.outcome = format!(
-                    "denied: paced: this tenant's next turn for {host} is {} ms away, after the \
-                     call's deadline",
+                    "denied: paced: this tenant's next turn for {bucket} is {} ms away, after \
+                     the call's deadline",
                     wait.as_millis()
                 );
                 self.audit.record(record);

@@ -26,7 +26,7 @@
 //! - [`CallPolicy`] and [`EgressPolicy`] bound each call: allowed domains,
 //!   timeouts, body caps, memory, CPU, request count and a deadline; a
 //!   [`RequestRate`] paces each tenant's requests to its console across
-//!   calls.
+//!   calls, and a [`PathRate`] each part of the console's API on its own.
 //! - [`bench`](mod@bench) measures the runtime against native Rust (`connector-host bench`).
 //! - Every request yields an [`AuditRecord`]; the call's token is redacted from
 //!   it, from its trace event, and from the call's result or error, wherever
@@ -56,7 +56,7 @@ mod text;
 pub use audit::AuditRecord;
 pub use cache::CacheStatus;
 pub use error::HostError;
-pub use pace::RequestRate;
+pub use pace::{PathRate, RequestRate};
 pub use policy::{CallPolicy, EgressPolicy, PolicyError, Proxy, Route};
 pub use runtime::{
     ActionInfo, ActionOptions, ActionOutcome, AmbiguousHosts, CallError, Connection,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pace::RequestRate;
+use crate::pace::{PathRate, RequestRate};
 
 /// A policy value the embedder supplied is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -365,7 +365,14 @@ pub struct CallPolicy {
     /// connector reports `rate-limited`. Set it below the console's own
     /// limit for the token, so that a burst of a tenant's calls is spread
     /// out instead of answered with HTTP 429. Default none: no pacing.
+    /// Requests under one of `path_rates` are paced by that rate instead.
     pub request_rate: Option<RequestRate>,
+    /// Rates for the paths under given prefixes, each paced on its own
+    /// (per tenant and console host), as a console limits each part of its
+    /// API: a request goes by the longest prefix it is under, and by
+    /// `request_rate` when it is under none. [`PathRate::sentinelone`]
+    /// gives SentinelOne's published rates. Default none.
+    pub path_rates: Vec<PathRate>,
 }
 
 impl Default for CallPolicy {
@@ -385,6 +392,7 @@ impl Default for CallPolicy {
             queue_timeout: Duration::from_secs(30),
             tenant: "-".into(),
             request_rate: None,
+            path_rates: Vec::new(),
         }
     }
 }
@@ -432,13 +440,44 @@ impl CallPolicy {
                 "{name} is zero, so {effect}; set it above zero"
             )));
         }
-        match self.request_rate {
-            Some(rate) if rate.per_second == 0 || rate.burst == 0 => Err(PolicyError(format!(
+        let never = |rate: &RequestRate| rate.per_second == 0 || rate.burst == 0;
+        if let Some(rate) = self.request_rate.filter(never) {
+            return Err(PolicyError(format!(
                 "request_rate allows {} requests per second in bursts of {}, so no request \
                  could be sent; set both above zero",
                 rate.per_second, rate.burst
-            ))),
-            _ => Ok(()),
+            )));
+        }
+        for PathRate { prefix, rate } in &self.path_rates {
+            if !prefix.starts_with('/') {
+                return Err(PolicyError(format!(
+                    "the path rate for {prefix:?} would cover no request: a path prefix starts \
+                     with '/', e.g. /web/api/v2.1/agents"
+                )));
+            }
+            if never(rate) {
+                return Err(PolicyError(format!(
+                    "the path rate for {prefix} allows {} requests per second in bursts of {}, \
+                     so no request under it could be sent; set both above zero",
+                    rate.per_second, rate.burst
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rate that paces a request for `path` (with its query), and the
+    /// prefix it is paced under (empty for `request_rate`); `None` when
+    /// the request is not paced.
+    pub(crate) fn rate_for(&self, path: &str) -> Option<(&str, RequestRate)> {
+        let by_path = self
+            .path_rates
+            .iter()
+            .filter(|r| r.covers(path))
+            .max_by_key(|r| r.prefix.len());
+        match by_path {
+            Some(r) => Some((r.prefix.as_str(), r.rate)),
+            None => self.request_rate.map(|rate| ("", rate)),
         }
     }
 
@@ -462,6 +501,13 @@ impl CallPolicy {
     /// [`CallPolicy::request_rate`]).
     pub fn request_rate(mut self, rate: RequestRate) -> Self {
         self.request_rate = Some(rate);
+        self
+    }
+
+    /// Adds rates for the paths under given prefixes (see
+    /// [`CallPolicy::path_rates`]), e.g. [`PathRate::sentinelone`].
+    pub fn path_rates(mut self, rates: impl IntoIterator<Item = PathRate>) -> Self {
+        self.path_rates.extend(rates);
         self
     }
 
@@ -526,6 +572,74 @@ mod tests {
 
     fn uri(s: &str) -> http::Uri {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_request_goes_by_the_longest_path_prefix_it_is_under() {
+        let every = |n| RequestRate::new(n, 1);
+        let policy = CallPolicy::default()
+            .request_rate(every(7))
+            .path_rates(PathRate::sentinelone())
+            .path_rates([PathRate::new("/web/api/v2.1/agents/actions", every(1))]);
+        let rate_for = |path| {
+            policy
+                .rate_for(path)
+                .map(|(p, r)| (p.to_owned(), r.per_second))
+        };
+        let agents = "/web/api/v2.1/agents";
+        for (path, prefix, per_second) in [
+            ("/web/api/v2.1/agents?ids=1", agents, 25),
+            ("/web/api/v2.1/agents", agents, 25),
+            (
+                "/web/api/v2.1/agents/actions/disconnect",
+                "/web/api/v2.1/agents/actions",
+                1,
+            ),
+            ("/web/api/v2.1/user", "/web/api/v2.1/user", 2),
+            (
+                "/web/api/v2.1/users/api-token-details",
+                "/web/api/v2.1/users",
+                40,
+            ),
+            ("/web/api/v2.1/threats?limit=1", "/web/api/v2.1/threats", 10),
+            // Not under a prefix, only beside one: the default rate.
+            ("/web/api/v2.1/agents-summary", "", 7),
+            ("/web/api/v2.1/system/status", "", 7),
+        ] {
+            assert_eq!(
+                rate_for(path),
+                Some((prefix.to_owned(), per_second)),
+                "{path}"
+            );
+        }
+        let unpaced = CallPolicy::default().path_rates(PathRate::sentinelone());
+        assert_eq!(unpaced.rate_for("/web/api/v2.1/system/status"), None);
+    }
+
+    #[test]
+    fn an_unusable_path_rate_is_refused_with_what_to_set() {
+        let refused = |rate: PathRate| {
+            CallPolicy::default()
+                .path_rates([rate])
+                .check()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(PathRate::new("web/api/v2.1/agents", RequestRate::new(5, 1))),
+            "the path rate for \"web/api/v2.1/agents\" would cover no request: a path prefix \
+             starts with '/', e.g. /web/api/v2.1/agents"
+        );
+        assert_eq!(
+            refused(PathRate::new(
+                "/web/api/v2.1/agents",
+                RequestRate::new(5, 0)
+            )),
+            "the path rate for /web/api/v2.1/agents allows 5 requests per second in bursts of 0, \
+             so no request under it could be sent; set both above zero"
+        );
+        let usable = CallPolicy::default().path_rates(PathRate::sentinelone());
+        assert_eq!(usable.check(), Ok(()));
     }
 
     #[test]
