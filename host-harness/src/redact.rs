@@ -18,9 +18,27 @@ use crate::runtime::{
     ActionOutcome, ConnectionReport, ConnectorError, Host, PermissionCheck, Threat, ThreatPage,
 };
 
-/// The call's API token, as something to remove from text.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Secret(Option<Arc<str>>);
+/// The call's API token, as something to remove from text. `Debug` never
+/// shows it.
+#[derive(Clone, Default)]
+pub(crate) struct Secret(Option<Arc<Token>>);
+
+/// The token, and the index of its runs that messages are searched for.
+struct Token {
+    text: Box<str>,
+    parts: token_redact::Parts,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.is_some() {
+            "[REDACTED]"
+        } else {
+            "none"
+        };
+        write!(f, "Secret({shown})")
+    }
+}
 
 impl Secret {
     /// Short values are not tokens the connector accepts; replacing them
@@ -33,16 +51,23 @@ impl Secret {
             token
                 .map(str::trim)
                 .filter(|t| t.len() >= Secret::MIN_LEN)
-                .map(Arc::from),
+                .map(|t| {
+                    Arc::new(Token {
+                        text: t.into(),
+                        parts: token_redact::Parts::new(t),
+                    })
+                }),
         )
+    }
+
+    fn text(&self) -> Option<&str> {
+        self.0.as_deref().map(|t| &*t.text)
     }
 
     /// Whether `text` holds the secret, spelt any way [`token_redact::redact`]
     /// finds: any letter case, bytes percent-encoded.
     fn is_in(&self, text: &str) -> bool {
-        self.0
-            .as_deref()
-            .is_some_and(|s| token_redact::holds(text, s))
+        self.text().is_some_and(|s| token_redact::holds(text, s))
     }
 
     /// `text` with every spelling of the secret replaced by `[REDACTED]`.
@@ -55,11 +80,7 @@ impl Secret {
     /// Like [`Secret::redact`], without allocating when there is nothing to
     /// do; true when `text` held the secret.
     pub(crate) fn redact_in_place(&self, text: &mut String) -> bool {
-        match self
-            .0
-            .as_deref()
-            .and_then(|s| token_redact::redact(text, s))
-        {
+        match self.text().and_then(|s| token_redact::redact(text, s)) {
             Some(redacted) => {
                 *text = redacted;
                 true
@@ -73,11 +94,7 @@ impl Secret {
     /// messages, which may quote a value cut short.
     pub(crate) fn redact_message(&self, text: &mut String) {
         self.redact_in_place(text);
-        if let Some(redacted) = self
-            .0
-            .as_deref()
-            .and_then(|s| token_redact::redact_parts(text, s))
-        {
+        if let Some(redacted) = self.0.as_deref().and_then(|t| t.parts.redact(text)) {
             *text = redacted;
         }
     }
