@@ -434,7 +434,7 @@ impl Wasm {
     /// # Errors
     /// [`HostError`] when the call fails or changes nothing.
     pub async fn isolate(&self, tenant: &str, agent: &str) -> Result<usize, HostError> {
-        let connection = Connection::new("bench", tokens::ADMIN);
+        let connection = Connection::new("bench", tokens::ADMIN_JWT);
         let policy = self.policy.clone().tenant(tenant);
         let outcome = self
             .runtime
@@ -539,7 +539,7 @@ impl Native {
             .method(method)
             .uri(format!("https://{HOST}{path}"))
             .header("host", HOST)
-            .header("authorization", format!("ApiToken {}", tokens::ADMIN))
+            .header("authorization", format!("ApiToken {}", tokens::ADMIN_JWT))
             .header("accept", "application/json")
             .header("user-agent", "soar-sentinelone-connector/0.1.0");
         if let Some(b) = &body {
