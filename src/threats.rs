@@ -41,8 +41,11 @@ pub const DEFAULT_LOOKBACK_SECS: u64 = 24 * 3600;
 /// quiet console would otherwise send them all on every poll until some
 /// newer update came.
 pub const SETTLE_MICROS: i64 = 5 * 60 * 1_000_000;
-/// Marks a checkpoint of this connector, version 1.
-const CHECKPOINT_PREFIX: &str = "s1-threats-v1:";
+/// Marks a checkpoint of this connector, version 2.
+const CHECKPOINT_PREFIX: &str = "s1-threats-v2:";
+/// Version 1, still read: it kept each delivered version's `updatedAt`
+/// beside its id, always the watermark, which doubled its size.
+const CHECKPOINT_PREFIX_V1: &str = "s1-threats-v1:";
 
 /// Options of one fetch. Mirrors the WIT `fetch-options`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +109,42 @@ struct Checkpoint {
     console: String,
     /// Watermark: newest delivered `updatedAt`, Unix microseconds.
     watermark: i64,
-    /// Versions delivered at exactly the watermark: `(id, updatedAt µs)`.
-    seen: Vec<(String, i64)>,
+    /// Ids of the versions delivered at exactly the watermark. A bulk
+    /// action can give thousands of threats one `updatedAt`, so this is
+    /// what bounds the checkpoint's size: about 22 bytes per such threat.
+    seen: Vec<String>,
     /// A cursor in progress and the `updatedAt__gte` of its query.
     cursor: Option<(String, i64)>,
+}
+
+/// A version 1 checkpoint, read into the current form. Through
+/// `serde_json::Value`, whose reader the component has anyway: a derived
+/// reader for the old form would add 4 KB.
+fn from_v1(json: &str) -> Option<Checkpoint> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    let pair = |p: &Value| {
+        let p = p.as_array().filter(|p| p.len() == 2)?;
+        Some((p[0].as_str()?.to_owned(), p[1].as_i64()?))
+    };
+    let watermark = v.get("watermark")?.as_i64()?;
+    let seen = v.get("seen")?.as_array()?.iter().map(pair);
+    let cursor = match v.get("cursor")? {
+        Value::Null => None,
+        c => Some(pair(c)?),
+    };
+    Some(Checkpoint {
+        console: v.get("console")?.as_str()?.to_owned(),
+        watermark,
+        // Version 1 only ever kept versions at the watermark; one that was
+        // not could never be returned by a query from it anyway.
+        seen: seen
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, at)| *at == watermark)
+            .map(|(id, _)| id)
+            .collect(),
+        cursor,
+    })
 }
 
 impl Checkpoint {
@@ -125,10 +160,15 @@ impl Checkpoint {
                  the look-back window; threats already ingested may then be delivered again."
             )))
         };
-        let Some(json) = text.trim().strip_prefix(CHECKPOINT_PREFIX) else {
+        let text = text.trim();
+        let read = if let Some(json) = text.strip_prefix(CHECKPOINT_PREFIX) {
+            serde_json::from_str::<Checkpoint>(json).ok()
+        } else if let Some(json) = text.strip_prefix(CHECKPOINT_PREFIX_V1) {
+            from_v1(json)
+        } else {
             return bad("it was not written by this connector");
         };
-        let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(json) else {
+        let Some(checkpoint) = read else {
             return bad("it is malformed");
         };
         if checkpoint.console != console {
@@ -244,8 +284,8 @@ pub fn fetch<T: Transport>(
     let mut known = serde_json::Map::new();
     let mut first_time =
         |id: &str, at: i64| known.insert(format!("{at} {id}"), Value::Null).is_none();
-    for (id, at) in &state.seen {
-        first_time(id, *at);
+    for id in &state.seen {
+        first_time(id, state.watermark);
     }
     for (n, raw) in items.into_iter().enumerate() {
         let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
@@ -373,7 +413,7 @@ fn advance(state: &mut Checkpoint, delivered: &[(String, i64)]) {
     let at_watermark = delivered
         .iter()
         .filter(|(_, at)| *at == state.watermark)
-        .cloned();
+        .map(|(id, _)| id.clone());
     state.seen.extend(at_watermark);
 }
 
@@ -509,6 +549,63 @@ mod tests {
         assert_eq!(
             (ids(&p1), ids(&p2), ids(&p3)),
             (vec!["1".into(), "2".into()], vec!["3".into()], vec![])
+        );
+    }
+
+    /// Checkpoints written before version 2 keep working: what they say
+    /// was delivered is not delivered again, and the next one is version 2.
+    #[test]
+    fn a_version_1_checkpoint_is_read_and_nothing_it_holds_comes_again() {
+        let at = NOW - 100_000_000 + 2; // 2026-05-28T20:25:00.000002Z
+        let v1 = format!(
+            "s1-threats-v1:{{\"console\":\"u1.sentinelone.net\",\"watermark\":{at},\
+             \"seen\":[[\"2\",{at}],[\"3\",{at}]],\"cursor\":null}}"
+        );
+        let served = [
+            threat("2", "2026-05-28T20:25:00.000002Z"),
+            threat("3", "2026-05-28T20:25:00.000002Z"),
+            threat("4", "2026-05-28T20:25:00.000003Z"),
+        ];
+        let mut t = Scripted::default().reply(200, &page(&served, None));
+        let p = fetch_with(&mut t, Some(&v1)).unwrap();
+        assert!(
+            t.sent[0]
+                .path_and_query
+                .contains("updatedAt__gte=2026-05-28T20%3A25%3A00.000002Z"),
+            "{}",
+            t.sent[0].path_and_query
+        );
+        let ids: Vec<_> = p.threats.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["4"]);
+        let next = Checkpoint::decode(&p.checkpoint, "u1.sentinelone.net").unwrap();
+        assert!(
+            p.checkpoint.starts_with("s1-threats-v2:"),
+            "{}",
+            p.checkpoint
+        );
+        assert_eq!((next.watermark, next.seen), (at + 1, vec!["4".to_owned()]));
+    }
+
+    /// A bulk action gives thousands of threats one `updatedAt`; the
+    /// checkpoint then holds each one's id and nothing more.
+    #[test]
+    fn a_thousand_threats_at_one_instant_cost_the_checkpoint_their_ids() {
+        let served: Vec<Value> = (0..1000)
+            .map(|n| {
+                threat(
+                    &format!("{}", 1_900_000_000_000_000_000u64 + n),
+                    "2026-05-28T20:25:00Z",
+                )
+            })
+            .collect();
+        let mut t = Scripted::default().reply(200, &page(&served, None));
+        let p = fetch_with(&mut t, None).unwrap();
+        assert_eq!(p.threats.len(), 1000);
+        // 19 digits, two quotes and a comma each.
+        assert!(
+            p.checkpoint.len() <= 1000 * 22 + 100,
+            "{}",
+            p.checkpoint.len()
         );
     }
 
@@ -676,6 +773,8 @@ mod tests {
             "garbage",
             "s1-threats-v1:{",
             "s1-threats-v1:{\"console\":1}",
+            "s1-threats-v1:{\"console\":\"u1.sentinelone.net\",\"watermark\":1,\"seen\":[[\"2\"]],\"cursor\":null}",
+            "s1-threats-v2:{\"console\":\"u1.sentinelone.net\",\"watermark\":1,\"seen\":[[\"2\",1]],\"cursor\":null}",
         ] {
             assert_eq!(
                 fetch_with(&mut t, Some(bad)).unwrap_err().kind(),
