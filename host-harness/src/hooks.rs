@@ -48,8 +48,8 @@ impl PolicyHooks {
         self.requested > self.policy.max_requests
     }
 
-    /// The request's turn under the policy's rate for its path: none when
-    /// it is not paced.
+    /// The turn of a request paced in `bucket` (its host, and the path
+    /// prefix whose rate applies) at `rate`.
     fn turn(&self, bucket: &str, rate: RequestRate) -> Result<Instant, NoTurn> {
         self.pacer
             .reserve(&self.tenant, bucket, rate, Instant::now(), self.deadline_at)
