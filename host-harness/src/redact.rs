@@ -329,6 +329,17 @@ mod tests {
 
     const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2ln";
 
+    /// A struct holding the secret (the audit log does) may be printed with
+    /// `{:?}` in a log line or a panic; the secret must not be.
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let secret = Secret::new(Some(TOKEN));
+        assert_eq!(format!("{secret:?}"), "Secret([REDACTED])");
+        assert_eq!(format!("{:?}", Secret::new(None)), "Secret(none)");
+        let log = crate::audit::AuditLog::new(secret);
+        assert!(!format!("{log:?}").contains(&TOKEN[..16]), "{log:?}");
+    }
+
     fn threat(raw: &str) -> Threat {
         Threat {
             id: "1".into(),
