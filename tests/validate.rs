@@ -593,6 +593,23 @@ async fn a_console_echoing_the_token_never_gets_it_into_the_report() {
 /// into the Management Hostname field, whole or cut short, is never quoted
 /// back, and a console address in the token field is named as such instead
 /// of the console's 401.
+/// An embedder may log a connection with `{:?}`: the token shows nowhere in
+/// it, not even pasted into the hostname or a protected host.
+#[test]
+fn a_connections_debug_never_shows_the_token() {
+    const TOKEN: &str = "eyJraWQiOiJ1cy1lYXN0LTEifQ.eyJzdWIiOiJib2IifQ.ZGVidWctbGVhaw";
+    let mut pasted_everywhere = connector_host::Connection::new(TOKEN, TOKEN);
+    pasted_everywhere.protected_hosts = vec!["DC-01".into(), format!("DC-02 {}", &TOKEN[10..40])];
+    let shown = format!("{pasted_everywhere:?}");
+    assert_eq!(
+        shown,
+        "Connection { management_host: \"[REDACTED]\", api_token: \"[REDACTED]\", \
+         protected_hosts: [\"DC-01\", \"DC-02 [REDACTED]\"] }"
+    );
+    let plain = connector_host::Connection::new("u1234-s123", TOKEN);
+    assert!(format!("{plain:?}").contains("management_host: \"u1234-s123\""));
+}
+
 #[tokio::test]
 async fn a_token_in_the_wrong_field_is_never_quoted_back() {
     const TOKEN: &str = "eyJraWQiOiJ1cy1lYXN0LTEtcHJvZC0wIn0.eyJzdWIiOiJib2JAYWNtZS5jb20iLCJ0eXBlIjoidXNlciJ9.Zm9vYmFyYmF6cXV4";

@@ -49,7 +49,8 @@ pub use connector::{
 pub use events::{FetchOptions, Threat, ThreatPage};
 pub use types::{AmbiguousHosts, ConnectorError, Host, HostSelector, NetworkState, RateLimit};
 
-/// What the user saved for a connection. `Debug` never shows the token.
+/// What the user saved for a connection. `Debug` never shows the token, not
+/// even pasted into the hostname or a protected host.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Connection {
     /// The Management Hostname as typed.
@@ -63,10 +64,17 @@ pub struct Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = Secret::new(Some(&self.api_token));
+        let shown = |text: &str| {
+            let mut text = text.to_owned();
+            secret.redact_message(&mut text);
+            text
+        };
+        let protected: Vec<String> = self.protected_hosts.iter().map(|h| shown(h)).collect();
         f.debug_struct("Connection")
-            .field("management_host", &self.management_host)
+            .field("management_host", &shown(&self.management_host))
             .field("api_token", &"[REDACTED]")
-            .field("protected_hosts", &self.protected_hosts)
+            .field("protected_hosts", &protected)
             .finish()
     }
 }
