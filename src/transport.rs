@@ -81,10 +81,11 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `body` as text, each byte that is not valid UTF-8 replaced by U+FFFD.
-    /// The bytes are checked once and, when valid, kept without a copy.
-    pub fn text(body: Vec<u8>) -> String {
-        String::from_utf8(body)
+    /// `bytes` (a body or a header value) as text, each byte that is not
+    /// valid UTF-8 replaced by U+FFFD. The bytes are checked once and, when
+    /// valid, kept without a copy.
+    pub fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 

@@ -53,12 +53,7 @@ impl Transport for WasiTransport {
             .headers()
             .entries()
             .into_iter()
-            .map(|(name, value)| {
-                (
-                    name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(&value).into_owned(),
-                )
-            })
+            .map(|(name, value)| (name.to_ascii_lowercase(), Response::text(value)))
             .collect();
         let incoming = response
             .consume()
