@@ -49,6 +49,19 @@ impl ApiToken {
     pub fn authorization(&self) -> String {
         format!("ApiToken {}", self.0)
     }
+
+    /// The raw token, for the one request body that must carry it
+    /// (`users/api-token-details`).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the token replaced by `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        text.scrub(&self.0);
+        text
+    }
 }
 
 /// Why `token` (trimmed) is not a token, one check at a time, so that the
@@ -102,21 +115,6 @@ fn refuse(token: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-impl ApiToken {
-    /// The raw token, for the one request body that must carry it
-    /// (`users/api-token-details`).
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `text` with every occurrence of the token replaced by `[REDACTED]`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        text.scrub(&self.0);
-        text
-    }
 }
 
 /// Refuses a connection whose two fields were mixed up, before any request:
