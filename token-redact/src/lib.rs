@@ -102,7 +102,7 @@ impl Parts {
         let mut seen = Vec::new();
         if secret.len() >= PART {
             seen = alloc::vec![0; Parts::BITS / 64];
-            let mut hash = Window::new(&secret);
+            let mut hash = Window::at(&secret, 0);
             loop {
                 let bit = hash.bit();
                 seen[bit / 64] |= 1 << (bit % 64);
@@ -134,10 +134,9 @@ impl Parts {
         if self.seen.is_empty() || text.len() < PART {
             return found;
         }
-        let mut at = 0;
-        let mut hash = Window::new(text);
+        let mut hash = Window::at(text, 0);
         loop {
-            let bit = hash.bit();
+            let (at, bit) = (hash.start, hash.bit());
             let maybe = self.seen[bit / 64] & (1 << (bit % 64)) != 0;
             let run = if maybe {
                 shared_run(&text[at..], &self.secret)
@@ -146,17 +145,12 @@ impl Parts {
             };
             if run >= PART {
                 found.push(at..at + run);
-                at += run;
-                if at + PART > text.len() {
+                if at + run + PART > text.len() {
                     break;
                 }
-                hash = Window::new(&text[at..]);
-                hash.start = at;
-            } else {
-                if !hash.slide(text) {
-                    break;
-                }
-                at += 1;
+                hash = Window::at(text, at + run);
+            } else if !hash.slide(text) {
+                break;
             }
         }
         found
@@ -183,13 +177,13 @@ impl Window {
         top
     };
 
-    /// The window over the first [`PART`] bytes of `bytes` (at least that
-    /// many).
-    fn new(bytes: &[u8]) -> Window {
-        let hash = bytes[..PART].iter().fold(0u64, |h, &b| {
+    /// The window over the [`PART`] bytes of `text` from `start` (there
+    /// must be that many).
+    fn at(text: &[u8], start: usize) -> Window {
+        let hash = text[start..start + PART].iter().fold(0u64, |h, &b| {
             h.wrapping_mul(Window::BASE).wrapping_add(u64::from(b))
         });
-        Window { hash, start: 0 }
+        Window { hash, start }
     }
 
     /// Moves one byte along `text`; false at its end.
