@@ -139,7 +139,7 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
         .queue_timeout(Duration::from_secs(20));
     let stall = connection(CONSOLE, tokens::STALL);
     let admin = connection(CONSOLE, tokens::ADMIN);
-    let (first, second, third) = tokio::join!(
+    let (first, second, third, load) = tokio::join!(
         runtime.validate_connection(&stall, &busy),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -149,7 +149,13 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             runtime.validate_connection(&admin, &patient).await
         },
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (runtime.calls_running(), runtime.calls_waiting())
+        },
     );
+    assert_eq!(load, (1, 2), "one call ran while two waited");
+    assert_eq!((runtime.calls_running(), runtime.calls_waiting()), (0, 0));
     assert!(
         matches!(first.result, Err(CallError::Connector(_))),
         "the stalled call timed out: {:?}",
@@ -169,6 +175,13 @@ async fn a_full_runtime_makes_callers_wait_then_times_them_out() {
         third.elapsed >= Duration::from_millis(500),
         "it waited for the slot"
     );
+    // Each outcome says how long it queued: the first none, the impatient
+    // one its whole queue timeout, the patient one until the slot freed.
+    assert!(first.queued < Duration::from_millis(100), "{first:?}");
+    assert!(second.queued >= Duration::from_millis(200), "{second:?}");
+    assert_eq!(second.queued, second.elapsed);
+    assert!(third.queued >= Duration::from_millis(500), "{third:?}");
+    assert!(third.queued < third.elapsed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,7 +75,9 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
         finished[0]
     );
     assert!(
-        finished[0].contains("outcome=\"ok\"") && finished[0].contains("requests=4"),
+        finished[0].contains("outcome=\"ok\"")
+            && finished[0].contains("requests=4")
+            && finished[0].contains("queued_ms=0"),
         "{}",
         finished[0]
     );

@@ -74,6 +74,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.method, r.host, r.path, r.status, r.duration_ms, r.waited_ms
         );
     }
+    println!(
+        "call took {:?}, {:?} of it queued for a slot; {} calls running, {} waiting",
+        outcome.elapsed,
+        outcome.queued,
+        runtime.calls_running(),
+        runtime.calls_waiting()
+    );
 
     // "Isolate Host" during an incident: exactly one machine, or an error.
     let host = HostSelector::Hostname("FIN-LT-0042".into());

@@ -172,6 +172,10 @@ pub struct Outcome<T> {
     pub requests: Vec<AuditRecord>,
     /// Wall-clock time of the whole call, instantiation included.
     pub elapsed: Duration,
+    /// The part of `elapsed` spent waiting for the tenant's turn and a call
+    /// slot before the call started: how far the runtime is behind. For a
+    /// call that failed with `queue-timeout` or `tenant-limit`, all of it.
+    pub queued: Duration,
     /// The most linear memory the call's instance had, in bytes (0 if it
     /// never started).
     pub memory_bytes: usize,
@@ -583,6 +587,19 @@ impl Runtime {
         self.slots.active_tenants()
     }
 
+    /// Calls holding a call slot now, across the versions that share this
+    /// runtime's slots: at most `RuntimeConfig::max_concurrent_calls`.
+    pub fn calls_running(&self) -> usize {
+        self.slots.running()
+    }
+
+    /// Calls waiting now for their tenant's turn or a call slot. Above zero
+    /// for long, the runtime needs more slots (or a tenant is busy): each
+    /// call's [`Outcome::queued`] says how long it waited.
+    pub fn calls_waiting(&self) -> usize {
+        self.slots.waiting()
+    }
+
     /// Calls `describe`. Sends no request.
     pub async fn describe(&self) -> Result<ConnectorInfo, HostError> {
         let policy = Arc::new(CallPolicy::with_egress(crate::EgressPolicy::deny_all()));
@@ -595,6 +612,7 @@ impl Runtime {
             let mut call = Unfinished::new();
             let result = async {
                 let _slot = self.slot(&policy).await?;
+                call.slot_taken();
                 let (mut store, _) = self.store(policy.clone(), None);
                 let result = self
                     .run(&mut store, policy.deadline, |instance, exports, store| {
@@ -761,6 +779,7 @@ impl Runtime {
                 Ok(slot) => slot,
                 Err(error) => return queued.end(Err(error), 0),
             };
+            queued.slot_taken();
             let policy = Arc::new(policy.clone());
             let (mut store, audit) = self.store(policy.clone(), Some(secret));
             // Bound after the store, so it drops first: if the embedder drops
@@ -958,6 +977,8 @@ fn bound_message(error: &mut CallError) {
 struct Unfinished {
     audit: AuditLog,
     started: Instant,
+    /// How long the call waited for a slot, once it has one.
+    queued: Option<Duration>,
     ended: bool,
 }
 
@@ -966,6 +987,7 @@ impl Unfinished {
         Unfinished {
             audit: AuditLog::default(),
             started: Instant::now(),
+            queued: None,
             ended: false,
         }
     }
@@ -974,6 +996,11 @@ impl Unfinished {
     fn running(mut self, audit: AuditLog) -> Unfinished {
         self.audit = audit;
         self
+    }
+
+    /// The call holds a slot: its time queued ends here.
+    fn slot_taken(&mut self) {
+        self.queued = Some(self.started.elapsed());
     }
 
     /// The call's outcome: `result` redacted, the audit trail closed (a
@@ -997,11 +1024,12 @@ impl Unfinished {
             Err(CallError::Connector(e)) => (e.kind(), "connector"),
             Err(CallError::Host(e)) => (e.kind(), "host"),
         };
-        let (elapsed, requests) = self.close(kind, source);
+        let (elapsed, queued, requests) = self.close(kind, source);
         Outcome {
             result,
             requests,
             elapsed,
+            queued,
             memory_bytes,
         }
     }
@@ -1018,19 +1046,24 @@ impl Unfinished {
         result
     }
 
-    fn close(&self, kind: &str, source: &str) -> (Duration, Vec<AuditRecord>) {
+    /// Closes the audit trail and traces the call; returns its time in
+    /// all, its time queued (all of it if it never had a slot) and its
+    /// requests.
+    fn close(&mut self, kind: &str, source: &str) -> (Duration, Duration, Vec<AuditRecord>) {
         self.audit.close();
         let elapsed = self.started.elapsed();
+        let queued = *self.queued.get_or_insert(elapsed);
         let requests = self.audit.snapshot();
         tracing::info!(
             target: "connector_host::call",
             duration_ms = crate::audit::millis(elapsed),
+            queued_ms = crate::audit::millis(queued),
             outcome = kind,
             source,
             requests = requests.len(),
             "call finished"
         );
-        (elapsed, requests)
+        (elapsed, queued, requests)
     }
 }
 

@@ -5,6 +5,7 @@
 //! tenant could use, and one busy tenant cannot take every slot.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ type Turns = Mutex<HashMap<Arc<str>, Arc<Semaphore>>>;
 /// The runtime's call slots, shared by every version loaded into it.
 pub(crate) struct Slots {
     all: Arc<Semaphore>,
+    /// The number of slots in `all`.
+    capacity: usize,
+    /// Calls in [`Slots::acquire`] now.
+    waiting: AtomicUsize,
     per_tenant: usize,
     /// One semaphore per tenant with a call queued or running; removed when
     /// its last call ends, so the map holds only tenants now active.
@@ -39,6 +44,8 @@ impl Slots {
         let all = all.clamp(1, Semaphore::MAX_PERMITS);
         Slots {
             all: Arc::new(Semaphore::new(all)),
+            capacity: all,
+            waiting: AtomicUsize::new(0),
             per_tenant: per_tenant.clamp(1, all),
             tenants: Arc::default(),
         }
@@ -47,6 +54,7 @@ impl Slots {
     /// Waits, at most `wait` in all, for `tenant`'s turn and then a slot.
     /// Fails with [`HostError::TenantLimit`] or [`HostError::QueueTimeout`].
     pub(crate) async fn acquire(&self, tenant: &str, wait: Duration) -> Result<Slot, HostError> {
+        let _waiting = Waiting::start(&self.waiting);
         let deadline = instant_after(wait);
         let mut turn = self.turn(tenant);
         match timeout_at(deadline, turn.semaphore.clone().acquire_owned()).await {
@@ -72,6 +80,16 @@ impl Slots {
         lock(&self.tenants).len()
     }
 
+    /// Calls holding a slot.
+    pub(crate) fn running(&self) -> usize {
+        self.capacity - self.all.available_permits()
+    }
+
+    /// Calls waiting for their tenant's turn or a slot.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     fn turn(&self, tenant: &str) -> Turn {
         let mut tenants = lock(&self.tenants);
         let (key, semaphore) = match tenants.get_key_value(tenant) {
@@ -89,6 +107,23 @@ impl Slots {
             key,
             tenants: self.tenants.clone(),
         }
+    }
+}
+
+/// Counts a call as waiting until it has a slot, gives up, or is dropped
+/// by its embedder.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Waiting<'_> {
+    fn start(count: &AtomicUsize) -> Waiting<'_> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -147,6 +182,33 @@ mod tests {
         );
         drop((busy, other));
         assert!(queued.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn calls_count_as_waiting_until_they_run_give_up_or_are_dropped() {
+        let slots = Arc::new(Slots::new(1, 1));
+        assert_eq!((slots.running(), slots.waiting()), (0, 0));
+        let held = slots.acquire("acme", SHORT).await.unwrap();
+        assert_eq!((slots.running(), slots.waiting()), (1, 0));
+        // One waits for its tenant's turn, one for the slot, one is
+        // dropped by its embedder, and one gives up.
+        let wait = |tenant: &'static str, wait: Duration| {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire(tenant, wait).await.is_ok() })
+        };
+        let for_turn = wait("acme", 40 * SHORT);
+        let for_slot = wait("globex", 40 * SHORT);
+        let dropped = wait("initech", Duration::MAX);
+        let gives_up = wait("umbrella", SHORT);
+        tokio::time::sleep(SHORT / 2).await;
+        assert_eq!((slots.running(), slots.waiting()), (1, 4));
+        dropped.abort();
+        assert!(dropped.await.is_err());
+        assert!(!gives_up.await.unwrap());
+        assert_eq!((slots.running(), slots.waiting()), (1, 2));
+        drop(held);
+        assert!(for_turn.await.unwrap() && for_slot.await.unwrap());
+        assert_eq!((slots.running(), slots.waiting()), (0, 0));
     }
 
     #[tokio::test]
