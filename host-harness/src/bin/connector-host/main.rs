@@ -190,6 +190,11 @@ async fn simulate(port: u16, printer: Printer) -> ExitCode {
         tokens::EXPIRED
     );
     outln!(
+        "Admin, with a token shaped and sized as consoles issue them ({} characters): {}",
+        tokens::ADMIN_JWT.len(),
+        tokens::ADMIN_JWT
+    );
+    outln!(
         "Faults: 429 {} · 500 {} · malformed {} · stall {}",
         tokens::RATE_LIMITED,
         tokens::SERVER_ERROR,
