@@ -41,7 +41,14 @@ async fn an_endless_loop_is_stopped_by_the_cpu_budget() {
     for behaviour in ["spin", "spin-host", "duty"] {
         let policy = CallPolicy::default().cpu_budget(Duration::from_millis(300));
         let started = Instant::now();
-        let err = host_error(misbehave(behaviour, &policy).await);
+        let outcome = misbehave(behaviour, &policy).await;
+        // The outcome charges the time it ran, which ended it.
+        let cpu_time = outcome.cpu_time;
+        assert!(
+            cpu_time > Duration::from_millis(300) && cpu_time <= started.elapsed(),
+            "{behaviour}: {cpu_time:?}"
+        );
+        let err = host_error(outcome);
         assert!(
             matches!(err, HostError::CpuBudget(d) if d == Duration::from_millis(300)),
             "{behaviour}: {err:?}"
@@ -67,6 +74,12 @@ async fn waiting_is_not_cpu_time_however_often_a_guest_waits() {
     let policy = CallPolicy::default().cpu_budget(Duration::from_millis(100));
     let started = Instant::now();
     let outcome = misbehave("wait:40", &policy).await;
+    assert!(
+        outcome.cpu_time < Duration::from_millis(100),
+        "{:?} charged",
+        outcome.cpu_time
+    );
+    assert!(outcome.cpu_time > Duration::ZERO, "it did run");
     assert_eq!(outcome.result.unwrap().user.as_deref(), Some("40"));
     assert!(started.elapsed() >= Duration::from_millis(600));
 }

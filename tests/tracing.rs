@@ -77,7 +77,8 @@ async fn every_call_has_a_span_with_tenant_action_and_outcome() {
     assert!(
         finished[0].contains("outcome=\"ok\"")
             && finished[0].contains("requests=4")
-            && finished[0].contains("queued_ms=0"),
+            && finished[0].contains("queued_ms=0")
+            && finished[0].contains("cpu_us="),
         "{}",
         finished[0]
     );
@@ -129,7 +130,8 @@ async fn a_call_the_embedder_drops_is_traced_as_cancelled_with_its_request_cut_o
         finished[0].contains(call)
             && finished[0].contains("outcome=\"cancelled\"")
             && finished[0].contains("source=\"embedder\"")
-            && finished[0].contains("requests=1"),
+            && finished[0].contains("requests=1")
+            && !finished[0].contains("cpu_us"),
         "{}",
         finished[0]
     );

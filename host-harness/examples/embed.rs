@@ -75,9 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "call took {:?}, {:?} of it queued for a slot; {} calls running, {} waiting",
+        "call took {:?}, {:?} of it queued for a slot, {:?} of CPU; {} calls running, {} waiting",
         outcome.elapsed,
         outcome.queued,
+        outcome.cpu_time,
         runtime.calls_running(),
         runtime.calls_waiting()
     );

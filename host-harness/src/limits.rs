@@ -210,6 +210,12 @@ impl CpuMeter {
         UpdateDeadline::Yield(1)
     }
 
+    /// The running time charged so far, between polls: the polls that
+    /// have ended.
+    pub(crate) fn spent(&self) -> Duration {
+        Duration::from_nanos(self.time.spent.load(Ordering::Relaxed))
+    }
+
     /// What [`metered`] needs to time the call's polls.
     pub(crate) fn timer(&self) -> PollTimer {
         PollTimer(self.time.clone())

@@ -179,6 +179,11 @@ pub struct Outcome<T> {
     /// The most linear memory the call's instance had, in bytes (0 if it
     /// never started).
     pub memory_bytes: usize,
+    /// The running time charged against the policy's `cpu_budget`: the
+    /// guest's time in wasm and in host calls that do not wait, its
+    /// instantiation included, and never its waits for the console. What
+    /// the call cost this process, for accounting per tenant.
+    pub cpu_time: Duration,
 }
 
 /// Shortens an action's wait to what `policy` leaves room for; returns the
@@ -773,11 +778,11 @@ impl Runtime {
         async {
             let mut queued = Unfinished::new();
             if let Err(e) = policy.check() {
-                return queued.end(Err(HostError::InvalidPolicy(e.to_string())), 0);
+                return queued.end(Err(HostError::InvalidPolicy(e.to_string())), Usage::NONE);
             }
             let _slot = match self.slot(policy).await {
                 Ok(slot) => slot,
-                Err(error) => return queued.end(Err(error), 0),
+                Err(error) => return queued.end(Err(error), Usage::NONE),
             };
             queued.slot_taken();
             let policy = Arc::new(policy.clone());
@@ -788,7 +793,7 @@ impl Runtime {
             let mut call = queued.running(audit);
             let result = self.run(&mut store, policy.deadline, export).await;
             let result = enforce_limits(result, store.data(), &policy);
-            call.end(result, store.data().limits.peak)
+            call.end(result, Usage::of(store.data()))
         }
         .instrument(span)
         .await
@@ -971,6 +976,27 @@ fn bound_message(error: &mut CallError) {
     }
 }
 
+/// What a call's instance used, for its [`Outcome`].
+struct Usage {
+    memory_bytes: usize,
+    cpu_time: Duration,
+}
+
+impl Usage {
+    /// A call that never ran.
+    const NONE: Usage = Usage {
+        memory_bytes: 0,
+        cpu_time: Duration::ZERO,
+    };
+
+    fn of(state: &CallState) -> Usage {
+        Usage {
+            memory_bytes: state.limits.peak,
+            cpu_time: state.cpu.spent(),
+        }
+    }
+}
+
 /// A call from its start to its outcome. Dropped before [`Unfinished::end`]
 /// (the embedder dropped the call's future), it still closes the audit
 /// trail and traces the call, as `cancelled`.
@@ -1008,7 +1034,7 @@ impl Unfinished {
     fn end<T: Redact>(
         &mut self,
         mut result: Result<Result<T, ConnectorError>, HostError>,
-        memory_bytes: usize,
+        usage: Usage,
     ) -> Outcome<T> {
         self.ended = true;
         result.redact(self.audit.secret());
@@ -1024,13 +1050,14 @@ impl Unfinished {
             Err(CallError::Connector(e)) => (e.kind(), "connector"),
             Err(CallError::Host(e)) => (e.kind(), "host"),
         };
-        let (elapsed, queued, requests) = self.close(kind, source);
+        let (elapsed, queued, requests) = self.close(kind, source, Some(usage.cpu_time));
         Outcome {
             result,
             requests,
             elapsed,
             queued,
-            memory_bytes,
+            memory_bytes: usage.memory_bytes,
+            cpu_time: usage.cpu_time,
         }
     }
 
@@ -1042,14 +1069,19 @@ impl Unfinished {
             Ok(_) => ("ok", "-"),
             Err(e) => (e.kind(), "host"),
         };
-        self.close(kind, source);
+        self.close(kind, source, None);
         result
     }
 
-    /// Closes the audit trail and traces the call; returns its time in
-    /// all, its time queued (all of it if it never had a slot) and its
-    /// requests.
-    fn close(&mut self, kind: &str, source: &str) -> (Duration, Duration, Vec<AuditRecord>) {
+    /// Closes the audit trail and traces the call, with its CPU time when
+    /// known; returns its time in all, its time queued (all of it if it
+    /// never had a slot) and its requests.
+    fn close(
+        &mut self,
+        kind: &str,
+        source: &str,
+        cpu_time: Option<Duration>,
+    ) -> (Duration, Duration, Vec<AuditRecord>) {
         self.audit.close();
         let elapsed = self.started.elapsed();
         let queued = *self.queued.get_or_insert(elapsed);
@@ -1058,6 +1090,7 @@ impl Unfinished {
             target: "connector_host::call",
             duration_ms = crate::audit::millis(elapsed),
             queued_ms = crate::audit::millis(queued),
+            cpu_us = cpu_time.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
             outcome = kind,
             source,
             requests = requests.len(),
@@ -1070,7 +1103,7 @@ impl Unfinished {
 impl Drop for Unfinished {
     fn drop(&mut self) {
         if !self.ended {
-            self.close("cancelled", "embedder");
+            self.close("cancelled", "embedder", None);
         }
     }
 }
