@@ -13,7 +13,7 @@ use crate::hosts::{self, Host, NetworkState, Selector};
 use crate::info;
 use crate::scrub::Scrub;
 use crate::threats;
-use crate::token::ApiToken;
+use crate::token::{ApiToken, TokenChecks};
 use crate::validate::{self, PermissionState};
 use crate::wasi_transport::WasiTransport;
 
@@ -62,15 +62,16 @@ impl wit::Guest for Component {
     fn validate_connection(
         conn: wit_types::Connection,
     ) -> Result<wit::ConnectionReport, wit_types::ConnectorError> {
-        with_client(&conn, |client| validate::validate(client, unix_now())).map(connection_report)
+        with_client(&conn, |client, _| validate::validate(client, unix_now()))
+            .map(connection_report)
     }
 
     fn get_host(
         conn: wit_types::Connection,
         host: wit_types::HostSelector,
     ) -> Result<wit_types::Host, wit_types::ConnectorError> {
-        with_client(&conn, |client| {
-            hosts::resolve(client, &selector(&host, &conn.api_token)?)
+        with_client(&conn, |client, checks| {
+            hosts::resolve(client, &selector(&host, checks)?)
         })
         .map(host_record)
     }
@@ -102,7 +103,7 @@ impl wit_events::Guest for Component {
             page_size: options.page_size,
             lookback_secs: options.lookback_seconds,
         };
-        with_client(&conn, |client| {
+        with_client(&conn, |client, _| {
             let now = unix_now().saturating_mul(1_000_000);
             threats::fetch(client, checkpoint.as_deref(), options, now)
         })
@@ -147,18 +148,18 @@ fn act(
     let mut protected = conn.protected_hosts.clone();
     protected.extend(options.protected_hosts.iter().cloned());
     let wait = Duration::from_secs(options.wait_seconds.into());
-    with_client(conn, |client| {
-        let selector = selector(host, &conn.api_token)?;
+    with_client(conn, |client, checks| {
+        let selector = selector(host, checks)?;
         actions::run(client, &selector, direction, &protected, wait)
     })
     .map(action_outcome)
 }
 
 /// The domain selector, refused before any request if it holds the token.
-fn selector(host: &wit_types::HostSelector, token: &str) -> Result<Selector, Error> {
+fn selector(host: &wit_types::HostSelector, checks: &TokenChecks) -> Result<Selector, Error> {
     use wit_types::HostSelector as S;
     let (S::AgentId(v) | S::Uuid(v) | S::Hostname(v) | S::Ip(v) | S::Mac(v)) = host;
-    crate::token::not_in_selector(v, token)?;
+    checks.not_in_selector(v)?;
     match host {
         S::AgentId(v) => Selector::parse("agent-id", v),
         S::Uuid(v) => Selector::parse("uuid", v),
@@ -203,21 +204,24 @@ fn action_outcome(o: ActionOutcome) -> wit::ActionOutcome {
     }
 }
 
-/// Parses the connection, runs `f` with a client, scrubs the token from
-/// whatever it returns (the console may have echoed it into a field, and
-/// an error may quote a hostile console value), and converts the error.
+/// Checks and parses the connection, runs `f` with a client and the token
+/// checks for its other values, scrubs the token from whatever it returns
+/// (the console may have echoed it into a field, and an error may quote a
+/// hostile console value), and converts the error.
 fn with_client<R: Scrub>(
     conn: &wit_types::Connection,
-    f: impl FnOnce(&mut Client<'_, WasiTransport>) -> Result<R, Error>,
+    f: impl FnOnce(&mut Client<'_, WasiTransport>, &TokenChecks) -> Result<R, Error>,
 ) -> Result<R, wit_types::ConnectorError> {
     let raw_token = conn.api_token.trim();
-    let mut result = crate::token::fields_not_swapped(&conn.management_host, &conn.api_token)
+    let checks = TokenChecks::new(&conn.api_token);
+    let mut result = checks
+        .fields_not_swapped(&conn.management_host)
         .and_then(|()| Console::parse(&conn.management_host))
         .and_then(|console| {
             let token = ApiToken::parse(&conn.api_token)?;
             let mut transport = WasiTransport;
             let mut client = Client::new(console, token, &mut transport);
-            f(&mut client)
+            f(&mut client, &checks)
         });
     // A value too short to be a token was refused before any request, and
     // replacing it could mangle ordinary words.

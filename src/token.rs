@@ -2,6 +2,7 @@
 
 use alloc::{borrow::ToOwned, format, string::String};
 
+use core::cell::OnceCell;
 use core::fmt;
 
 use crate::error::{Error, Result};
@@ -117,56 +118,85 @@ fn refuse(token: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a connection whose two fields were mixed up, before any request:
-/// a Management Hostname that holds the API token, or a part of it
-/// ([`token_redact::PART`] characters or more), which would otherwise
-/// go out as a name to resolve; and an API token field that holds a console
-/// address, which the console would only answer with a 401 that sends the
-/// admin off to generate a token. Neither value is quoted.
-pub fn fields_not_swapped(console: &str, token: &str) -> Result<()> {
-    let token = token.trim();
-    let lower = token.to_ascii_lowercase();
-    let address = lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.contains(".sentinelone.net");
-    if address {
-        return Err(Error::InvalidConfig(format!(
-            "The API token field holds a console address, not a token. Enter the address in the \
-             Management Hostname field, and paste the API token into the API token field. \
-             {HOW_TO_GET_ONE}"
-        )));
-    }
-    if token.len() >= MIN_TOKEN_LEN && token_redact::holds_part(console, token) {
-        return Err(Error::InvalidConfig(
-            "The Management Hostname holds the API token (or part of it). Enter the console's \
-             hostname there, e.g. u1234-s123 for https://u1234-s123.sentinelone.net, and paste \
-             the token only into the API token field. If the platform showed or logged the \
-             hostname field, generate a new token (Settings → My User → API Token → Generate)."
-                .into(),
-        ));
-    }
-    Ok(())
+/// The checks of one call's other values against its API token, before
+/// any request. They share one index of the token's parts, built the first
+/// time a value is long enough to hold one.
+pub struct TokenChecks<'a> {
+    /// The token as typed, trimmed.
+    token: &'a str,
+    parts: OnceCell<token_redact::Parts>,
 }
 
-/// Refuses a host selector that holds the API token, or a part of it
-/// ([`token_redact::PART`] characters or more), before any request: a
-/// computer name goes to the console as a search filter, into its request
-/// logs, so a token pasted into the host field would be written there in
-/// clear. Neither value is quoted.
-pub fn not_in_selector(selector: &str, token: &str) -> Result<()> {
-    let token = token.trim();
-    if token.len() < MIN_TOKEN_LEN
-        || !(token_redact::holds(selector, token) || token_redact::holds_part(selector, token))
-    {
-        return Ok(());
+impl<'a> TokenChecks<'a> {
+    /// The checks for `token`, the API token field as typed.
+    pub fn new(token: &'a str) -> TokenChecks<'a> {
+        TokenChecks {
+            token: token.trim(),
+            parts: OnceCell::new(),
+        }
     }
-    Err(Error::InvalidConfig(
-        "The host to act on holds the API token (or part of it), not an endpoint. Enter the \
-         endpoint's computer name, agent id, agent UUID, IP or MAC address there. If the \
-         platform showed or logged that field, generate a new token (Settings → My User → API \
-         Token → Generate)."
-            .into(),
-    ))
+
+    /// Whether `text` holds the token, in any letter case or
+    /// percent-encoded, or a part of it ([`token_redact::PART`] characters
+    /// or more). A value too short to be a token holds nothing: the token's
+    /// own check refuses it.
+    fn holds_token(&self, text: &str) -> bool {
+        let token = self.token;
+        token.len() >= MIN_TOKEN_LEN
+            && (token_redact::holds(text, token)
+                || (text.len() >= token_redact::PART
+                    && self
+                        .parts
+                        .get_or_init(|| token_redact::Parts::new(token))
+                        .holds(text)))
+    }
+
+    /// Refuses a connection whose two fields were mixed up: a Management
+    /// Hostname that holds the API token, which would otherwise go out as a
+    /// name to resolve; and an API token field that holds a console
+    /// address, which the console would only answer with a 401 that sends
+    /// the admin off to generate a token. Neither value is quoted.
+    pub fn fields_not_swapped(&self, console: &str) -> Result<()> {
+        let lower = self.token.to_ascii_lowercase();
+        let address = lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.contains(".sentinelone.net");
+        if address {
+            return Err(Error::InvalidConfig(format!(
+                "The API token field holds a console address, not a token. Enter the address in \
+                 the Management Hostname field, and paste the API token into the API token \
+                 field. {HOW_TO_GET_ONE}"
+            )));
+        }
+        if self.holds_token(console) {
+            return Err(Error::InvalidConfig(
+                "The Management Hostname holds the API token (or part of it). Enter the \
+                 console's hostname there, e.g. u1234-s123 for \
+                 https://u1234-s123.sentinelone.net, and paste the token only into the API token \
+                 field. If the platform showed or logged the hostname field, generate a new \
+                 token (Settings → My User → API Token → Generate)."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a host selector that holds the API token: a computer name
+    /// goes to the console as a search filter, into its request logs, so a
+    /// token pasted into the host field would be written there in clear.
+    /// Neither value is quoted.
+    pub fn not_in_selector(&self, selector: &str) -> Result<()> {
+        if !self.holds_token(selector) {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig(
+            "The host to act on holds the API token (or part of it), not an endpoint. Enter the \
+             endpoint's computer name, agent id, agent UUID, IP or MAC address there. If the \
+             platform showed or logged that field, generate a new token (Settings → My User → \
+             API Token → Generate)."
+                .into(),
+        ))
+    }
 }
 
 /// Recognises a pasted `ApiToken xyz` / `Bearer xyz` header value.
@@ -195,8 +225,15 @@ mod tests {
             format!("https://{token}.sentinelone.net"),
             format!("  {}", &token[..20]),
             format!("u1234-s123/{}", &token[30..50]),
+            // The whole token as a selector would be found: in another
+            // letter case, and percent-encoded.
+            token.to_ascii_uppercase(),
+            token.replace('.', "%2E"),
         ] {
-            let err = fields_not_swapped(&console, &format!(" {token}\n")).unwrap_err();
+            let typed = format!(" {token}\n");
+            let err = TokenChecks::new(&typed)
+                .fields_not_swapped(&console)
+                .unwrap_err();
             assert_eq!(err.kind(), "invalid-config");
             assert!(
                 err.message()
@@ -205,7 +242,8 @@ mod tests {
             assert!(!token_redact::holds_part(err.message(), token), "{err:?}");
         }
         for console in ["u1234-s123", "u1234-s123.sentinelone.net", &token[..15]] {
-            assert!(fields_not_swapped(console, token).is_ok(), "{console}");
+            let checks = TokenChecks::new(token);
+            assert!(checks.fields_not_swapped(console).is_ok(), "{console}");
         }
     }
 
@@ -216,7 +254,9 @@ mod tests {
             ("", "u1234-s123.SentinelOne.net"),
             ("console.example.org", "HTTP://console.example.org/"),
         ] {
-            let err = fields_not_swapped(console, token).unwrap_err();
+            let err = TokenChecks::new(token)
+                .fields_not_swapped(console)
+                .unwrap_err();
             assert_eq!(err.kind(), "invalid-config");
             assert!(
                 err.message()
@@ -226,8 +266,12 @@ mod tests {
             assert!(!err.message().contains(token.trim()), "{err:?}");
         }
         // Two values too short to be tokens: the token's own checks say so.
-        assert!(fields_not_swapped("", "short-tok").is_ok());
-        assert!(fields_not_swapped("u1234-s123", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln").is_ok());
+        assert!(TokenChecks::new("short-tok").fields_not_swapped("").is_ok());
+        assert!(
+            TokenChecks::new("eyJhbGciOiJIUzI1NiJ9.e30.c2ln")
+                .fields_not_swapped("u1234-s123")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -238,7 +282,10 @@ mod tests {
             token.to_ascii_uppercase(),
             format!("fin-lt-{}", &token[24..40]),
         ] {
-            let err = not_in_selector(&selector, &format!("{token}\n")).unwrap_err();
+            let typed = format!("{token}\n");
+            let err = TokenChecks::new(&typed)
+                .not_in_selector(&selector)
+                .unwrap_err();
             assert_eq!(err.kind(), "invalid-config");
             assert!(
                 err.message()
@@ -248,7 +295,8 @@ mod tests {
         }
         // Endpoint names, and the JWT header's common start, are not tokens.
         for selector in ["fin-lt-0042", "1234567890123456789", &token[..15]] {
-            assert!(not_in_selector(selector, token).is_ok(), "{selector}");
+            let checks = TokenChecks::new(token);
+            assert!(checks.not_in_selector(selector).is_ok(), "{selector}");
         }
     }
 
