@@ -578,6 +578,8 @@ async fn bench_prints_every_figure_as_json() {
         "overhead_p99_c16",
         "wasm_throughput_c16",
         "native_throughput_c16",
+        "floor_overhead_median_c1",
+        "floor_throughput_ratio_c16",
         "instantiate_ratio",
         "instantiate_ratio_same_world",
         "wasm_call_without_request",

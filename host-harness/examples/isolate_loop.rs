@@ -1,7 +1,8 @@
 //! One side of the benchmark's isolate comparison, alone and in a loop, for
 //! a profiler: `wasm` runs the connector's `isolate-host` in a fresh sandboxed
 //! instance per call, `native` the same requests in plain Rust over the same
-//! HTTP client. Prints the time and executor wake-ups per isolate.
+//! HTTP client, and `floor` the same requests from a sandboxed guest that
+//! parses nothing. Prints the time and executor wake-ups per isolate.
 //!
 //! ```sh
 //! cargo build -p connector-host --example isolate_loop
@@ -25,12 +26,11 @@ use connector_host::simulator::Simulator;
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let wasm = match args.first().map(String::as_str) {
-        Some("wasm") => true,
-        Some("native") => false,
+    let side = match args.first().map(String::as_str) {
+        Some(side @ ("wasm" | "native" | "floor")) => side,
         _ => {
             return Err(
-                "usage: isolate_loop wasm|native [CALLS] [--multi-thread] [--component FILE] \
+                "usage: isolate_loop wasm|native|floor [CALLS] [--multi-thread] [--component FILE] \
                  [--tenants N]"
                     .into(),
             );
@@ -57,11 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     // Spawned, so that on two workers the loop is a task like any caller's.
     let calls = calls.max(1);
-    runtime.block_on(async { tokio::spawn(run(wasm, calls, tenants.max(1), component)).await? })
+    let side = side.to_owned();
+    runtime.block_on(async { tokio::spawn(run(side, calls, tenants.max(1), component)).await? })
 }
 
 async fn run(
-    wasm: bool,
+    side: String,
     calls: u32,
     tenants: u32,
     component: Vec<u8>,
@@ -89,15 +90,16 @@ async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for (t, agent) in agents.into_iter().enumerate() {
         let (sim, wasm_side, native) = (sim.clone(), wasm_side.clone(), native.clone());
+        let side = side.clone();
         tasks.spawn(async move {
             let tenant = format!("tenant-{t}");
             let mut memory = 0;
             for _ in 0..per_tenant {
                 sim.set_network_status(&agent, "connected");
-                if wasm {
-                    memory = memory.max(wasm_side.isolate(&tenant, &agent).await?);
-                } else {
-                    native.isolate(&tenant, &agent).await?;
+                match side.as_str() {
+                    "wasm" => memory = memory.max(wasm_side.isolate(&tenant, &agent).await?),
+                    "floor" => wasm_side.floor(&tenant, &agent).await?,
+                    _ => native.isolate(&tenant, &agent).await?,
                 }
             }
             Ok::<_, connector_host::HostError>(memory)
@@ -111,10 +113,10 @@ async fn run(
     println!(
         "{}: {:?} and {:.2} executor wake-ups per isolate, over {calls} calls by {tenants} \
          tenant(s){}",
-        if wasm { "wasm" } else { "native" },
+        side,
         start.elapsed() / calls,
         (executor_wakeups() - wakeups_before) as f64 / f64::from(calls),
-        if wasm {
+        if side == "wasm" {
             format!("; linear memory reached {} KiB", memory / 1024)
         } else {
             String::new()

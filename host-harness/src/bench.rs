@@ -8,7 +8,11 @@
 //! disconnect, read the agent back, reading the same agent fields as the
 //! connector into typed structs. The wasm side is the real connector in a
 //! fresh instance per call, with every limit of the default [`CallPolicy`]
-//! on. Rounds alternate between the two, so machine noise hits both alike.
+//! on. A third side, the floor, makes the same exchanges from a guest of
+//! the same world that parses nothing (the hostile test connector's
+//! `floor:` mode), under the same runtime and policy: what the sandbox
+//! alone costs, whatever a connector does with the answers. Rounds
+//! alternate between the sides, so machine noise hits them alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,6 +156,14 @@ pub async fn run(options: BenchOptions, component: &[u8]) -> Result<Vec<Figure>,
     Ok(figures)
 }
 
+/// Who makes a round's isolates.
+#[derive(Clone, Copy)]
+enum Side {
+    Native,
+    Wasm,
+    Floor,
+}
+
 struct Bench {
     wasm: Wasm,
     native: Native,
@@ -194,13 +206,15 @@ impl Bench {
         options: BenchOptions,
     ) -> Result<Vec<Figure>, HostError> {
         let per_task = (options.calls / level).max(4);
-        // Warm both sides: pools, connections, caches.
-        self.round(false, level, 2).await?;
-        self.round(true, level, 2).await?;
-        let (mut native, mut wasm) = (Vec::new(), Vec::new());
+        // Warm every side: pools, connections, caches.
+        for side in [Side::Native, Side::Wasm, Side::Floor] {
+            self.round(side, level, 2).await?;
+        }
+        let (mut native, mut wasm, mut floor) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..options.rounds {
-            native.push(self.round(false, level, per_task).await?);
-            wasm.push(self.round(true, level, per_task).await?);
+            native.push(self.round(Side::Native, level, per_task).await?);
+            wasm.push(self.round(Side::Wasm, level, per_task).await?);
+            floor.push(self.round(Side::Floor, level, per_task).await?);
         }
         let all = |rounds: &[Round]| -> Vec<Duration> {
             let mut v: Vec<Duration> = rounds.iter().flat_map(|r| r.latencies.clone()).collect();
@@ -215,10 +229,10 @@ impl Bench {
                     .collect(),
             )
         };
-        let (n, w) = (all(&native), all(&wasm));
-        let (n50, w50) = (percentile(&n, 50), percentile(&w, 50));
+        let (n, w, f) = (all(&native), all(&wasm), all(&floor));
+        let (n50, w50, f50) = (percentile(&n, 50), percentile(&w, 50), percentile(&f, 50));
         let (n99, w99) = (percentile(&n, 99), percentile(&w, 99));
-        let (ntp, wtp) = (throughput(&native), throughput(&wasm));
+        let (ntp, wtp, ftp) = (throughput(&native), throughput(&wasm), throughput(&floor));
         let wakeups = |rounds: &[Round]| -> f64 {
             let calls: usize = rounds.iter().map(|r| r.latencies.len()).sum();
             rounds.iter().map(|r| r.wakeups).sum::<u64>() as f64 / calls.max(1) as f64
@@ -241,6 +255,18 @@ impl Bench {
             Figure::new(format!("native_throughput_c{level}"), ntp, "calls/s"),
             Figure::new(format!("wasm_throughput_c{level}"), wtp, "calls/s"),
             tp_ratio,
+            Figure::new(format!("floor_median_c{level}"), f50, "us"),
+            Figure::new(
+                format!("floor_overhead_median_c{level}"),
+                f50 / n50,
+                "ratio",
+            ),
+            Figure::new(format!("floor_throughput_c{level}"), ftp, "calls/s"),
+            Figure::new(
+                format!("floor_throughput_ratio_c{level}"),
+                ftp / ntp,
+                "ratio",
+            ),
         ];
         if level == 1 {
             figures.push(Figure::new(
@@ -261,7 +287,7 @@ impl Bench {
     /// times.
     async fn round(
         self: &Arc<Self>,
-        wasm: bool,
+        side: Side,
         level: usize,
         per_task: usize,
     ) -> Result<Round, HostError> {
@@ -277,11 +303,13 @@ impl Bench {
                 for _ in 0..per_task {
                     bench.sim.set_network_status(agent, "connected");
                     let began = Instant::now();
-                    if wasm {
-                        let memory = bench.wasm.isolate(&tenant, agent).await?;
-                        bench.isolate_memory.fetch_max(memory, Ordering::Relaxed);
-                    } else {
-                        bench.native.isolate(&tenant, agent).await?;
+                    match side {
+                        Side::Native => bench.native.isolate(&tenant, agent).await?,
+                        Side::Wasm => {
+                            let memory = bench.wasm.isolate(&tenant, agent).await?;
+                            bench.isolate_memory.fetch_max(memory, Ordering::Relaxed);
+                        }
+                        Side::Floor => bench.wasm.floor(&tenant, agent).await?,
                     }
                     latencies.push(began.elapsed());
                 }
@@ -405,6 +433,8 @@ impl Bench {
 /// it alone (`examples/isolate_loop.rs`).
 pub struct Wasm {
     runtime: Runtime,
+    /// The hostile test connector in the same engine, for the floor.
+    floor: Runtime,
     policy: CallPolicy,
 }
 
@@ -422,10 +452,38 @@ impl Wasm {
         let egress = EgressPolicy::default()
             .connect_to(HOST, addr)
             .map_err(|e| HostError::Config(e.to_string()))?;
+        let runtime = Runtime::with_config(component, config.clone())?;
         Ok(Wasm {
-            runtime: Runtime::with_config(component, config.clone())?,
+            floor: runtime.load_version(crate::HOSTILE_COMPONENT)?,
+            runtime,
             policy: CallPolicy::with_egress(egress),
         })
+    }
+
+    /// The floor: the exchanges of an isolate of `agent` on `tenant`'s
+    /// connections, made by a guest of the same world that reads every
+    /// answer and parses none, in a fresh instance under the same policy.
+    ///
+    /// # Errors
+    /// [`HostError`] when the call fails or an exchange is not answered
+    /// with 200.
+    pub async fn floor(&self, tenant: &str, agent: &str) -> Result<(), HostError> {
+        let connection = Connection::new(&format!("floor:{HOST}/{agent}"), tokens::ADMIN_JWT);
+        let policy = self.policy.clone().tenant(tenant);
+        let outcome = self.floor.validate_connection(&connection, &policy).await;
+        match outcome.result {
+            Ok(report)
+                if report
+                    .user
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("200 200 200 ")) =>
+            {
+                Ok(())
+            }
+            other => Err(HostError::Config(format!(
+                "the benchmark's floor failed: {other:?}"
+            ))),
+        }
     }
 
     /// Isolates `agent` on `tenant`'s connections. Returns the linear

@@ -35,6 +35,12 @@
 //! - `fetch:<authority>[/<path>]`: one GET to `https://<authority>/<path>`
 //!   (the console's status path when none is given), its outcome (the
 //!   `wasi:http` error code, or the status) reported as `user`;
+//! - `floor:<authority>/<agent-id>`: the HTTP exchanges of the connector's
+//!   `isolate-host` for that agent, made as the connector makes them (its
+//!   headers, token, timeouts and POST body, each answer read to its end)
+//!   but parsing nothing, reporting each status and the bytes read: what
+//!   the sandbox costs a guest that does no work of its own (the bench's
+//!   floor);
 //! - anything else: returns a minimal report.
 //!
 //! `describe`, which has no input to choose by, allocates without bound
@@ -165,6 +171,118 @@ fn send(req: wasi::http::types::OutgoingRequest) -> String {
     }
 }
 
+/// The connector's isolate sequence for an agent id (list it, POST the
+/// disconnect, read it back) against `target` (`<authority>/<agent-id>`),
+/// reading every answer but parsing none; reports each status, then the
+/// bytes read.
+fn floor(target: &str, token: &str) -> String {
+    let (authority, agent) = target.split_once('/').unwrap_or((target, ""));
+    let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200&skipCount=true");
+    let body = format!(r#"{{"filter":{{"ids":["{agent}"]}},"data":{{}}}}"#);
+    let exchanges = [
+        (&list, None),
+        (
+            &"/web/api/v2.1/agents/actions/disconnect".to_string(),
+            Some(body.as_bytes()),
+        ),
+        (&list, None),
+    ];
+    let mut report = String::new();
+    let mut bytes = 0;
+    for (path, body) in exchanges {
+        match exchange(authority, path, token, body) {
+            Ok((status, read)) => {
+                report.push_str(&format!("{status} "));
+                bytes += read;
+            }
+            Err(why) => return why,
+        }
+    }
+    format!("{report}{bytes} bytes")
+}
+
+/// One exchange as the connector's transport makes it; the status and the
+/// body's length, or what failed.
+fn exchange(
+    authority: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+) -> Result<(u16, usize), String> {
+    use wasi::http::types::{
+        Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    };
+    let mut headers = vec![
+        (
+            "authorization".to_string(),
+            format!("ApiToken {token}").into_bytes(),
+        ),
+        ("accept".to_string(), b"application/json".to_vec()),
+        (
+            "user-agent".to_string(),
+            b"soar-sentinelone-connector/0.1.0".to_vec(),
+        ),
+    ];
+    if let Some(body) = body {
+        headers.push(("content-type".to_string(), b"application/json".to_vec()));
+        headers.push((
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ));
+    }
+    let fields = Fields::from_list(&headers).map_err(|e| format!("{e:?}"))?;
+    let req = OutgoingRequest::new(fields);
+    let _ = req.set_method(if body.is_some() {
+        &Method::Post
+    } else {
+        &Method::Get
+    });
+    let _ = req.set_scheme(Some(&Scheme::Https));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some(path));
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(10_000_000_000));
+    let _ = options.set_first_byte_timeout(Some(30_000_000_000));
+    let _ = options.set_between_bytes_timeout(Some(30_000_000_000));
+    let outgoing = match body {
+        Some(bytes) => Some((req.body().map_err(|()| "no body".to_string())?, bytes)),
+        None => None,
+    };
+    let pending =
+        wasi::http::outgoing_handler::handle(req, Some(options)).map_err(|e| format!("{e:?}"))?;
+    if let Some((outgoing, bytes)) = outgoing {
+        let stream = outgoing
+            .write()
+            .map_err(|()| "no body stream".to_string())?;
+        stream
+            .blocking_write_and_flush(bytes)
+            .map_err(|e| format!("{e:?}"))?;
+        drop(stream);
+        OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
+    }
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        other => return Err(format!("{other:?}")),
+    };
+    let status = response.status();
+    // Read as the connector reads them, then left unparsed.
+    core::hint::black_box(response.headers().entries());
+    let incoming = response.consume().map_err(|()| "no body".to_string())?;
+    let stream = incoming.stream().map_err(|()| "no stream".to_string())?;
+    let mut read = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => read.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("reading the body failed: {e:?}")),
+        }
+    }
+    drop(stream);
+    drop(IncomingBody::finish(incoming));
+    Ok((status, read.len()))
+}
+
 /// GETs the allowed console with a forged `Host` header, set every way
 /// `wasi:http` offers, and describes what each gave, then the status.
 fn front(host: &str) -> String {
@@ -293,6 +411,9 @@ impl c::Guest for Hostile {
                 }
             }
             other if other.starts_with("fetch:") => user = request(&other["fetch:".len()..]),
+            other if other.starts_with("floor:") => {
+                user = floor(&other["floor:".len()..], &conn.api_token);
+            }
             other if other.starts_with("front:") => user = front(&other["front:".len()..]),
             other if other.starts_with("hoard:") => {
                 user = hoard(other["hoard:".len()..].parse().unwrap_or(1));
