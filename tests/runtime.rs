@@ -509,6 +509,49 @@ async fn each_path_prefix_is_paced_on_its_own() {
     );
 }
 
+/// A playbook cancelled while its requests wait for their turns (the
+/// embedder drops the calls) leaves no phantom turns: the admin's next
+/// call takes the first turn they gave back.
+#[tokio::test]
+async fn turns_of_calls_dropped_while_they_wait_go_back_to_the_tenant() {
+    let runtime = Runtime::new(connector_host::COMPONENT).unwrap();
+    let sim = Simulator::start().await.unwrap();
+    let admin = connection(CONSOLE, tokens::ADMIN);
+    let acme = policy(&sim)
+        .tenant("acme")
+        .request_rate(RequestRate::new(1, 1));
+    let started = Instant::now();
+    let first = runtime.get_host(&admin, &finance_laptop(), &acme).await;
+    assert!(first.result.is_ok(), "{:?}", first.result);
+    // Two more calls take the turns a second and two seconds away, and are
+    // given up on before either comes.
+    let laptop = finance_laptop();
+    let give_up = || {
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            runtime.get_host(&admin, &laptop, &acme),
+        )
+    };
+    let (b, c) = tokio::join!(give_up(), give_up());
+    assert!(b.is_err() && c.is_err(), "both calls were still waiting");
+    assert_eq!(sim.requests().len(), 1, "the dropped calls sent nothing");
+
+    let next = runtime.get_host(&admin, &finance_laptop(), &acme).await;
+    let elapsed = started.elapsed();
+    assert!(next.result.is_ok(), "{:?}", next.result);
+    let [record] = &next.requests[..] else {
+        panic!("{:?}", next.requests)
+    };
+    // Its turn is the first one given back, a second after the first
+    // request, not the fourth, three seconds after it.
+    assert!(record.waited_ms > 0, "{record:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2000),
+        "{elapsed:?}"
+    );
+    assert_eq!(sim.requests().len(), 2);
+}
+
 #[tokio::test]
 async fn a_request_whose_turn_comes_after_the_deadline_is_not_sent() {
     let runtime = Runtime::new(connector_host::COMPONENT).unwrap();

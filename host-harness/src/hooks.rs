@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::connect::ProxyFailed;
-use crate::pace::{NoTurn, Pacer, RequestRate};
+use crate::pace::{NoTurn, Pacer, RequestRate, Reservation};
 use crate::policy::CallPolicy;
 use crate::pool::{PoolKey, Pools};
 
@@ -40,6 +40,9 @@ pub(crate) struct PolicyHooks {
     pub(crate) pacer: Arc<Pacer>,
     /// When the call's deadline passes, if it can be told.
     pub(crate) deadline_at: Option<Instant>,
+    /// The turns this call's requests reserved: those still unused when
+    /// the call ends go back to the tenant, as the call's state is dropped.
+    pub(crate) turns: Vec<Reservation>,
 }
 
 impl PolicyHooks {
@@ -50,7 +53,7 @@ impl PolicyHooks {
 
     /// The turn of a request paced in `bucket` (its host, and the path
     /// prefix whose rate applies) at `rate`.
-    fn turn(&self, bucket: &str, rate: RequestRate) -> Result<Instant, NoTurn> {
+    fn turn(&self, bucket: &str, rate: RequestRate) -> Result<Reservation, NoTurn> {
         self.pacer
             .reserve(&self.tenant, bucket, rate, Instant::now(), self.deadline_at)
     }
@@ -160,7 +163,10 @@ impl WasiHttpHooks for PolicyHooks {
             .map(|(prefix, rate)| (format!("{host}{prefix}"), rate));
         let turn = match paced.map(|(bucket, rate)| (self.turn(&bucket, rate), bucket)) {
             None => None,
-            Some((Ok(turn), _)) => Some(turn),
+            Some((Ok(turn), _)) => {
+                self.turns.push(turn.copy());
+                Some(turn)
+            }
             Some((Err(NoTurn { wait }), bucket)) => {
                 record.outcome = format!(
                     "denied: paced: this tenant's next turn for {bucket} is {} ms away, after \
@@ -224,13 +230,18 @@ impl Drop for Sink {
 }
 
 /// Waits for the request's turn, if it has one, and starts its clock after.
-/// Cut off before then, its record shows the wait and no exchange.
-async fn wait_for(turn: Option<Instant>, sink: Sink) -> Sink {
-    if let Some(turn) = turn.filter(|&turn| turn > Instant::now()) {
+/// Cut off before then, its record shows the wait and no exchange, and the
+/// turn goes back to the tenant (see [`Reservation`]).
+async fn wait_for(turn: Option<Reservation>, sink: Sink) -> Sink {
+    let Some(turn) = turn else {
+        return sink;
+    };
+    if turn.at() > Instant::now() {
         sink.audit.waiting(sink.index);
-        tokio::time::sleep_until(turn.into()).await;
+        tokio::time::sleep_until(turn.at().into()).await;
         sink.audit.sending(sink.index);
     }
+    turn.taken();
     sink
 }
 

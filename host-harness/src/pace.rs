@@ -7,8 +7,13 @@
 //! only the host can see them all. The pacing is the generic cell rate
 //! algorithm: a burst of `burst` requests goes at once, then one every
 //! `1 / per_second`, and each request reserves its turn when it is sent.
+//! A request whose call ends before its turn comes (a deadline, a CPU
+//! budget, an embedder that gave up) gives the turn back, and the tenant's
+//! next request takes it: a cancelled playbook must not leave phantom
+//! turns that hold up the admin's next isolation.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,17 +106,97 @@ pub(crate) struct Pacer {
     turns: Mutex<Turns>,
 }
 
+/// A tenant and a bucket (a console host, then the path prefix whose rate
+/// applies).
+type Key = (Arc<str>, String);
+
 #[derive(Default)]
 struct Turns {
-    /// Per (tenant, host and path prefix): when the next request would be
-    /// on time if none had gone early (the algorithm's "theoretical arrival
-    /// time"). A time already past means the burst is full again, the same
-    /// as no entry.
-    next: HashMap<(Arc<str>, String), Instant>,
+    /// Per tenant and bucket, where its requests stand.
+    next: HashMap<Key, Bucket>,
     /// The size at which entries gone quiet are next swept out: twice what
     /// the last sweep left, so many busy tenants do not make every new
     /// entry pay for a sweep.
     sweep_at: usize,
+}
+
+struct Bucket {
+    /// When the next request would be on time if none had gone early (the
+    /// algorithm's "theoretical arrival time"). A time already past means
+    /// the burst is full again, the same as no entry.
+    next: Instant,
+    /// Turns still to come that were reserved and given back: a new request
+    /// takes the earliest rather than a turn after `next`, which counts them
+    /// as taken. Taking exactly a given-back turn keeps the spacing the
+    /// rate promises; one already past is dropped, since sending it late
+    /// could crowd the requests after it.
+    returned: Vec<Instant>,
+}
+
+impl Bucket {
+    /// Whether the bucket still holds anything a later request must see.
+    fn busy(&self, now: Instant) -> bool {
+        self.next > now || self.returned.iter().any(|&at| at > now)
+    }
+
+    /// Takes the earliest returned turn still to come, if it is earlier
+    /// than `natural`, dropping those already past.
+    fn take_returned(&mut self, now: Instant, natural: Instant) -> Option<Instant> {
+        self.returned.retain(|&at| at >= now);
+        let (i, &at) = self
+            .returned
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, at)| *at)?;
+        (at < natural).then(|| self.returned.swap_remove(i))
+    }
+}
+
+/// A reserved turn. Dropped before [`Reservation::taken`], because its
+/// request's call ended while it waited, it gives the turn back. The call
+/// keeps a [`Reservation::copy`]: a dropped call's request futures are
+/// only cancelled later, when the executor gets to them, and by then the
+/// tenant's next call may already have asked for a turn.
+pub(crate) struct Reservation(Arc<Held>);
+
+struct Held {
+    pacer: Arc<Pacer>,
+    key: Key,
+    /// When the request may be sent.
+    at: Instant,
+    /// What the bucket's `next` was set to, less one interval, when this
+    /// turn was reserved after it: if `next` is still that plus one
+    /// interval, no later turn was reserved and `next` simply goes back.
+    /// `None` for a returned turn taken again.
+    after: Option<(Instant, Duration)>,
+    /// Until the request goes, or the turn is given back.
+    held: AtomicBool,
+}
+
+impl Reservation {
+    /// When the request may be sent.
+    pub(crate) fn at(&self) -> Instant {
+        self.0.at
+    }
+
+    /// The request's turn has come and it goes: the turn is used.
+    pub(crate) fn taken(self) {
+        self.0.held.store(false, Ordering::Release);
+    }
+
+    /// Another hold on the same turn: whichever is dropped first while the
+    /// turn is unused gives it back.
+    pub(crate) fn copy(&self) -> Reservation {
+        Reservation(self.0.clone())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.0.held.swap(false, Ordering::AcqRel) {
+            self.0.pacer.give_back(&self.0, Instant::now());
+        }
+    }
 }
 
 impl Pacer {
@@ -120,40 +205,79 @@ impl Pacer {
 
     /// Reserves a turn for one request of `tenant` to `bucket` (a console
     /// host, followed by the path prefix when the rate is a [`PathRate`]'s)
-    /// at `rate`, and returns when it may be sent (`now` or later). A turn later than
-    /// `latest` (the call's deadline, when it has one) is not reserved: the
-    /// request could not be sent in time, so it must not hold up the
-    /// tenant's later requests either.
+    /// at `rate`: the earliest turn given back and still to come, or else
+    /// the next on time (`now` or later). A turn later than `latest` (the
+    /// call's deadline, when it has one) is not reserved: the request could
+    /// not be sent in time, so it must not hold up the tenant's later
+    /// requests either.
     pub(crate) fn reserve(
-        &self,
+        self: &Arc<Self>,
         tenant: &Arc<str>,
         bucket: &str,
         rate: RequestRate,
         now: Instant,
         latest: Option<Instant>,
-    ) -> Result<Instant, NoTurn> {
+    ) -> Result<Reservation, NoTurn> {
         let interval = rate.interval();
         let tolerance = interval * rate.burst.max(1).saturating_sub(1);
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (tenant.clone(), bucket.to_owned());
-        let due = turns.next.get(&key).map_or(now, |&at| at.max(now));
-        let turn = due.checked_sub(tolerance).map_or(now, |t| t.max(now));
-        if latest.is_some_and(|latest| turn > latest) {
-            return Err(NoTurn { wait: turn - now });
-        }
         if turns.next.len() >= turns.sweep_at.max(Pacer::SWEEP_ABOVE) {
-            turns.next.retain(|_, at| *at > now);
+            turns.next.retain(|_, bucket| bucket.busy(now));
             turns.sweep_at = turns.next.len() * 2;
         }
-        turns.next.insert(key, due + interval);
-        Ok(turn)
+        let key = (tenant.clone(), bucket.to_owned());
+        let entry = turns.next.entry(key.clone()).or_insert(Bucket {
+            next: now,
+            returned: Vec::new(),
+        });
+        let due = entry.next.max(now);
+        let natural = due.checked_sub(tolerance).map_or(now, |t| t.max(now));
+        let (at, after) = match entry.take_returned(now, natural) {
+            Some(at) => (at, None),
+            None => (natural, Some((due, interval))),
+        };
+        if latest.is_some_and(|latest| at > latest) {
+            if after.is_none() {
+                entry.returned.push(at);
+            }
+            return Err(NoTurn { wait: at - now });
+        }
+        if let Some((due, interval)) = after {
+            entry.next = due + interval;
+        }
+        Ok(Reservation(Arc::new(Held {
+            pacer: self.clone(),
+            key,
+            at,
+            after,
+            held: AtomicBool::new(true),
+        })))
+    }
+
+    /// Gives back the turn of `reservation`, whose request was never sent.
+    /// A turn already come is not given back: the requests after it were
+    /// spaced from it.
+    fn give_back(&self, reservation: &Held, now: Instant) {
+        if reservation.at <= now {
+            return;
+        }
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = turns.next.get_mut(&reservation.key) else {
+            return;
+        };
+        match reservation.after {
+            // The last turn reserved: the bucket steps back, and its burst
+            // refills as if the request had never been asked for.
+            Some((due, interval)) if bucket.next == due + interval => bucket.next = due,
+            _ => bucket.returned.push(reservation.at),
+        }
     }
 
     /// Tenant and host pairs whose burst is not full again yet.
     #[cfg(test)]
     fn busy(&self, now: Instant) -> usize {
         let turns = self.turns.lock().unwrap();
-        turns.next.values().filter(|at| **at > now).count()
+        turns.next.values().filter(|b| b.busy(now)).count()
     }
 
     #[cfg(test)]
@@ -172,12 +296,33 @@ mod tests {
 
     const HOST: &str = "u1.sentinelone.net";
 
+    /// A turn reserved and used, as a request sent at it uses it.
+    fn take(
+        pacer: &Arc<Pacer>,
+        tenant: &Arc<str>,
+        bucket: &str,
+        rate: RequestRate,
+        now: Instant,
+        latest: Option<Instant>,
+    ) -> Result<Instant, NoTurn> {
+        let reserved = pacer.reserve(tenant, bucket, rate, now, latest)?;
+        let at = reserved.at();
+        reserved.taken();
+        Ok(at)
+    }
+
     /// Turns of `count` requests sent at `now`, as offsets from it.
-    fn turns(pacer: &Pacer, t: &Arc<str>, rate: RequestRate, now: Instant, n: usize) -> Vec<u128> {
+    fn turns(
+        pacer: &Arc<Pacer>,
+        t: &Arc<str>,
+        rate: RequestRate,
+        now: Instant,
+        n: usize,
+    ) -> Vec<u128> {
         let latest = Some(now + Duration::from_secs(3600));
         (0..n)
             .map(|_| {
-                let turn = pacer.reserve(t, HOST, rate, now, latest).unwrap();
+                let turn = take(pacer, t, HOST, rate, now, latest).unwrap();
                 (turn - now).as_millis()
             })
             .collect()
@@ -185,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_burst_goes_at_once_then_one_per_interval() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(10, 3);
         assert_eq!(
             turns(&pacer, &tenant("a"), rate, now, 6),
@@ -195,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_one_spaces_every_request() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(4, 1);
         assert_eq!(
             turns(&pacer, &tenant("a"), rate, now, 4),
@@ -205,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_burst_refills_with_time() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(10, 2);
         let a = tenant("a");
         assert_eq!(turns(&pacer, &a, rate, now, 2), [0, 0]);
@@ -220,30 +365,30 @@ mod tests {
 
     #[test]
     fn tenants_and_hosts_are_paced_apart() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(1, 1);
         let latest = Some(now + Duration::from_secs(60));
         let (a, b) = (tenant("a"), tenant("b"));
-        assert_eq!(pacer.reserve(&a, HOST, rate, now, latest), Ok(now));
-        assert_eq!(pacer.reserve(&b, HOST, rate, now, latest), Ok(now));
+        assert_eq!(take(&pacer, &a, HOST, rate, now, latest), Ok(now));
+        assert_eq!(take(&pacer, &b, HOST, rate, now, latest), Ok(now));
         assert_eq!(
-            pacer.reserve(&a, "other.example", rate, now, latest),
+            take(&pacer, &a, "other.example", rate, now, latest),
             Ok(now)
         );
-        let second = pacer.reserve(&a, HOST, rate, now, latest).unwrap();
+        let second = take(&pacer, &a, HOST, rate, now, latest).unwrap();
         assert_eq!(second - now, Duration::from_secs(1));
     }
 
     #[test]
     fn a_turn_past_the_latest_is_refused_and_not_reserved() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(1, 1);
         let a = tenant("a");
         let latest = Some(now + Duration::from_millis(1500));
-        assert_eq!(pacer.reserve(&a, HOST, rate, now, latest), Ok(now));
-        let second = pacer.reserve(&a, HOST, rate, now, latest).unwrap();
+        assert_eq!(take(&pacer, &a, HOST, rate, now, latest), Ok(now));
+        let second = take(&pacer, &a, HOST, rate, now, latest).unwrap();
         assert_eq!(second - now, Duration::from_secs(1));
-        let refused = pacer.reserve(&a, HOST, rate, now, latest);
+        let refused = take(&pacer, &a, HOST, rate, now, latest);
         assert_eq!(
             refused,
             Err(NoTurn {
@@ -252,21 +397,90 @@ mod tests {
         );
         // The refusal took nothing: a call with more time gets that turn.
         let far = Some(now + Duration::from_secs(60));
-        let third = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        let third = take(&pacer, &a, HOST, rate, now, far).unwrap();
         assert_eq!(third - now, Duration::from_secs(2));
     }
 
+    #[test]
+    fn a_turn_given_back_is_taken_by_the_next_request() {
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let (a, far) = (tenant("a"), Some(now + Duration::from_secs(60)));
+        assert_eq!(take(&pacer, &a, HOST, rate, now, far), Ok(now));
+        let second = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        let third = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        assert_eq!(second.at() - now, Duration::from_secs(1));
+        assert_eq!(third.at() - now, Duration::from_secs(2));
+        // The second request's call ends while it waits: its turn is free.
+        drop(second);
+        let next = take(&pacer, &a, HOST, rate, now, far).unwrap();
+        assert_eq!(next - now, Duration::from_secs(1));
+        // Then the queue goes on after the third.
+        let after = take(&pacer, &a, HOST, rate, now, far).unwrap();
+        assert_eq!(after - now, Duration::from_secs(3));
+        third.taken();
+    }
+
+    #[test]
+    fn the_last_turn_given_back_steps_the_bucket_back() {
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let (a, far) = (tenant("a"), Some(now + Duration::from_secs(60)));
+        assert_eq!(take(&pacer, &a, HOST, rate, now, far), Ok(now));
+        for _ in 0..3 {
+            let waiting = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+            assert_eq!(waiting.at() - now, Duration::from_secs(1));
+            drop(waiting);
+        }
+        let turns = turns(&pacer, &a, rate, now, 2);
+        assert_eq!(turns, [1000, 2000], "nothing was left behind");
+    }
+
+    #[test]
+    fn a_turn_already_come_is_not_given_back() {
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let (a, far) = (tenant("a"), Some(now + Duration::from_secs(60)));
+        // Its turn was at once: it may have been sent, and the next is
+        // spaced from it.
+        drop(pacer.reserve(&a, HOST, rate, now, far).unwrap());
+        let next = take(&pacer, &a, HOST, rate, now, far).unwrap();
+        assert_eq!(next - now, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_given_back_turn_past_the_latest_stays_for_a_call_with_more_time() {
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
+        let rate = RequestRate::new(1, 1);
+        let (a, far) = (tenant("a"), Some(now + Duration::from_secs(60)));
+        take(&pacer, &a, HOST, rate, now, far).unwrap();
+        let second = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        let third = pacer.reserve(&a, HOST, rate, now, far).unwrap();
+        drop(second);
+        let soon = Some(now + Duration::from_millis(500));
+        let refused = take(&pacer, &a, HOST, rate, now, soon);
+        assert_eq!(
+            refused,
+            Err(NoTurn {
+                wait: Duration::from_secs(1)
+            })
+        );
+        let next = take(&pacer, &a, HOST, rate, now, far).unwrap();
+        assert_eq!(next - now, Duration::from_secs(1));
+        third.taken();
+    }
+
     /// One request each from tenants `t0` up to the sweep threshold.
-    fn fill(pacer: &Pacer, rate: RequestRate, now: Instant, latest: Option<Instant>) {
+    fn fill(pacer: &Arc<Pacer>, rate: RequestRate, now: Instant, latest: Option<Instant>) {
         for i in 0..Pacer::SWEEP_ABOVE {
             let t = tenant(&format!("t{i}"));
-            pacer.reserve(&t, HOST, rate, now, latest).unwrap();
+            take(pacer, &t, HOST, rate, now, latest).unwrap();
         }
     }
 
     #[test]
     fn quiet_pairs_are_swept_so_the_table_stays_bounded() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(100, 1);
         fill(&pacer, rate, now, Some(now + Duration::from_secs(60)));
         assert_eq!(pacer.entries(), Pacer::SWEEP_ABOVE);
@@ -274,24 +488,20 @@ mod tests {
         // sweeps them out.
         let later = now + Duration::from_secs(1);
         assert_eq!(pacer.busy(later), 0);
-        pacer
-            .reserve(&tenant("new"), HOST, rate, later, None)
-            .unwrap();
+        take(&pacer, &tenant("new"), HOST, rate, later, None).unwrap();
         assert_eq!(pacer.entries(), 1);
     }
 
     #[test]
     fn busy_pairs_are_kept_and_the_next_sweep_waits_for_twice_as_many() {
-        let (pacer, now) = (Pacer::default(), Instant::now());
+        let (pacer, now) = (Arc::new(Pacer::default()), Instant::now());
         let rate = RequestRate::new(1, 1);
         fill(&pacer, rate, now, None);
         // All still busy: the sweep keeps them, and each one's next request
         // still waits its turn.
-        pacer
-            .reserve(&tenant("new"), HOST, rate, now, None)
-            .unwrap();
+        take(&pacer, &tenant("new"), HOST, rate, now, None).unwrap();
         assert_eq!(pacer.entries(), Pacer::SWEEP_ABOVE + 1);
-        let again = pacer.reserve(&tenant("t0"), HOST, rate, now, None).unwrap();
+        let again = take(&pacer, &tenant("t0"), HOST, rate, now, None).unwrap();
         assert_eq!(again - now, Duration::from_secs(1));
         let sweep_at = pacer.turns.lock().unwrap().sweep_at;
         assert_eq!(sweep_at, 2 * Pacer::SWEEP_ABOVE);

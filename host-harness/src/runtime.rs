@@ -844,6 +844,7 @@ impl Runtime {
                 tenant: Arc::from(policy.tenant.as_str()),
                 pacer: self.pacer.clone(),
                 deadline_at: Instant::now().checked_add(policy.deadline),
+                turns: Vec::new(),
                 policy,
                 audit: audit.clone(),
                 requested: 0,
