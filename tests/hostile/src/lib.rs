@@ -179,13 +179,11 @@ fn floor(target: &str, token: &str) -> String {
     let (authority, agent) = target.split_once('/').unwrap_or((target, ""));
     let list = format!("/web/api/v2.1/agents?ids={agent}&limit=200&skipCount=true");
     let body = format!(r#"{{"filter":{{"ids":["{agent}"]}},"data":{{}}}}"#);
+    let disconnect = "/web/api/v2.1/agents/actions/disconnect";
     let exchanges = [
-        (&list, None),
-        (
-            &"/web/api/v2.1/agents/actions/disconnect".to_string(),
-            Some(body.as_bytes()),
-        ),
-        (&list, None),
+        (list.as_str(), None),
+        (disconnect, Some(body.as_bytes())),
+        (list.as_str(), None),
     ];
     let mut report = String::new();
     let mut bytes = 0;
@@ -209,37 +207,8 @@ fn exchange(
     token: &str,
     body: Option<&[u8]>,
 ) -> Result<(u16, usize), String> {
-    use wasi::http::types::{
-        Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-    };
-    let mut headers = vec![
-        (
-            "authorization".to_string(),
-            format!("ApiToken {token}").into_bytes(),
-        ),
-        ("accept".to_string(), b"application/json".to_vec()),
-        (
-            "user-agent".to_string(),
-            b"soar-sentinelone-connector/0.1.0".to_vec(),
-        ),
-    ];
-    if let Some(body) = body {
-        headers.push(("content-type".to_string(), b"application/json".to_vec()));
-        headers.push((
-            "content-length".to_string(),
-            body.len().to_string().into_bytes(),
-        ));
-    }
-    let fields = Fields::from_list(&headers).map_err(|e| format!("{e:?}"))?;
-    let req = OutgoingRequest::new(fields);
-    let _ = req.set_method(if body.is_some() {
-        &Method::Post
-    } else {
-        &Method::Get
-    });
-    let _ = req.set_scheme(Some(&Scheme::Https));
-    let _ = req.set_authority(Some(authority));
-    let _ = req.set_path_with_query(Some(path));
+    use wasi::http::types::{OutgoingBody, RequestOptions};
+    let req = floor_request(authority, path, token, body)?;
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(10_000_000_000));
     let _ = options.set_first_byte_timeout(Some(30_000_000_000));
@@ -261,12 +230,50 @@ fn exchange(
         OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
     }
     pending.subscribe().block();
-    let response = match pending.get() {
-        Some(Ok(Ok(response))) => response,
-        other => return Err(format!("{other:?}")),
+    match pending.get() {
+        Some(Ok(Ok(response))) => Ok((response.status(), read_answer(response)?)),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// The request line and headers the connector sends, with `body`'s type and
+/// length when there is one.
+fn floor_request(
+    authority: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+) -> Result<wasi::http::types::OutgoingRequest, String> {
+    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    let header = |name: &str, value: &[u8]| (name.to_string(), value.to_vec());
+    let mut headers = vec![
+        header("authorization", format!("ApiToken {token}").as_bytes()),
+        header("accept", b"application/json"),
+        header("user-agent", b"soar-sentinelone-connector/0.1.0"),
+    ];
+    if let Some(body) = body {
+        headers.push(header("content-type", b"application/json"));
+        headers.push(header("content-length", body.len().to_string().as_bytes()));
+    }
+    let fields = Fields::from_list(&headers).map_err(|e| format!("{e:?}"))?;
+    let req = OutgoingRequest::new(fields);
+    let method = if body.is_some() {
+        Method::Post
+    } else {
+        Method::Get
     };
-    let status = response.status();
-    // Read as the connector reads them, then left unparsed.
+    let _ = req.set_method(&method);
+    let _ = req.set_scheme(Some(&Scheme::Https));
+    let _ = req.set_authority(Some(authority));
+    let _ = req.set_path_with_query(Some(path));
+    Ok(req)
+}
+
+/// Reads an answer's headers and body as the connector does, parsing
+/// neither; the body's length.
+fn read_answer(response: wasi::http::types::IncomingResponse) -> Result<usize, String> {
+    use wasi::http::types::IncomingBody;
+    use wasi::io::streams::StreamError;
     core::hint::black_box(response.headers().entries());
     let incoming = response.consume().map_err(|()| "no body".to_string())?;
     let stream = incoming.stream().map_err(|()| "no stream".to_string())?;
@@ -274,13 +281,13 @@ fn exchange(
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => read.extend_from_slice(&chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(StreamError::Closed) => break,
             Err(e) => return Err(format!("reading the body failed: {e:?}")),
         }
     }
     drop(stream);
     drop(IncomingBody::finish(incoming));
-    Ok((status, read.len()))
+    Ok(read.len())
 }
 
 /// GETs the allowed console with a forged `Host` header, set every way
