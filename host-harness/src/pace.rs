@@ -139,16 +139,16 @@ impl Bucket {
         self.next > now || self.returned.iter().any(|&at| at > now)
     }
 
-    /// Takes the earliest returned turn still to come, if it is earlier
-    /// than `natural`, dropping those already past.
-    fn take_returned(&mut self, now: Instant, natural: Instant) -> Option<Instant> {
+    /// Where in `returned` the earliest returned turn still to come is, if
+    /// it is earlier than `natural`; drops those already past.
+    fn earliest_returned(&mut self, now: Instant, natural: Instant) -> Option<usize> {
         self.returned.retain(|&at| at >= now);
         let (i, &at) = self
             .returned
             .iter()
             .enumerate()
             .min_by_key(|&(_, at)| *at)?;
-        (at < natural).then(|| self.returned.swap_remove(i))
+        (at < natural).then_some(i)
     }
 }
 
@@ -232,19 +232,21 @@ impl Pacer {
         });
         let due = entry.next.max(now);
         let natural = due.checked_sub(tolerance).map_or(now, |t| t.max(now));
-        let (at, after) = match entry.take_returned(now, natural) {
-            Some(at) => (at, None),
-            None => (natural, Some((due, interval))),
-        };
+        let returned = entry.earliest_returned(now, natural);
+        let at = returned.map_or(natural, |i| entry.returned[i]);
         if latest.is_some_and(|latest| at > latest) {
-            if after.is_none() {
-                entry.returned.push(at);
-            }
             return Err(NoTurn { wait: at - now });
         }
-        if let Some((due, interval)) = after {
-            entry.next = due + interval;
-        }
+        let after = match returned {
+            Some(i) => {
+                entry.returned.swap_remove(i);
+                None
+            }
+            None => {
+                entry.next = due + interval;
+                Some((due, interval))
+            }
+        };
         Ok(Reservation(Arc::new(Held {
             pacer: self.clone(),
             key,
